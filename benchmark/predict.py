@@ -1,0 +1,67 @@
+"""Run a method over a whole split in batches and collect its outputs on the CPU."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from datasets.slices import SliceSet
+from methods.base import AnomalyMethod
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A method's outputs for every slice of a split, in split order (CPU tensors)."""
+
+    anomaly_maps: torch.Tensor  # [N, H, W] float32
+    reconstructions: torch.Tensor | None  # [N, H, W] or None
+    final_masks: torch.Tensor | None  # [N, H, W] or None
+    nfe: torch.Tensor  # [N] network evaluations per slice
+    seconds: float  # wall time of all predict calls (device synchronised)
+
+    @property
+    def ms_per_slice(self) -> float:
+        return 1000.0 * self.seconds / max(len(self.nfe), 1)
+
+
+def predict_split(
+    method: AnomalyMethod, slices: SliceSet, batch_size: int, progress: bool = False, description: str = "predict"
+) -> Predictions:
+    """``method.predict`` over ``slices`` in batches; times the calls with device synchronisation."""
+    maps, recs, masks, nfes = [], [], [], []
+    seconds = 0.0
+    for batch in tqdm(list(slices.batches(batch_size)), desc=description, disable=not progress, leave=False):
+        batch = batch.to(method.device)
+        _synchronise(method.device)
+        start = time.perf_counter()
+        out = method.predict(batch)
+        _synchronise(method.device)
+        seconds += time.perf_counter() - start
+        _check_output_shape(out.anomaly_map, batch, method)
+        maps.append(out.anomaly_map.float().cpu())
+        recs.append(None if out.reconstruction is None else out.reconstruction.float().cpu())
+        masks.append(None if out.final_mask is None else out.final_mask.cpu())
+        nfes.append(out.nfe.cpu())
+    return Predictions(
+        anomaly_maps=torch.cat(maps) if maps else torch.empty(0),
+        reconstructions=None if not recs or recs[0] is None else torch.cat(recs),
+        final_masks=None if not masks or masks[0] is None else torch.cat(masks),
+        nfe=torch.cat(nfes) if nfes else torch.empty(0, dtype=torch.long),
+        seconds=seconds,
+    )
+
+
+def _check_output_shape(anomaly_map: torch.Tensor, batch: SliceSet, method: AnomalyMethod) -> None:
+    expected = (len(batch), *batch.image_size)
+    if tuple(anomaly_map.shape) != expected:
+        raise ValueError(f"{method.display_name}: anomaly_map shape {tuple(anomaly_map.shape)}, expected {expected}")
+    if not torch.isfinite(anomaly_map).all():
+        raise FloatingPointError(f"{method.display_name}: anomaly map contains NaN or inf")
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,234 @@
+"""Run an experiment: every (modality, method, seed) cell, resumable, then the report.
+
+A cell trains (or reloads) a method on healthy slices, calibrates it on healthy validation slices,
+predicts the test (and validation) split and evaluates every configured threshold protocol through
+the one :func:`benchmark.evaluate.evaluate` path. Finished cells are skipped on rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from benchmark.checkpoints import CheckpointStore
+from benchmark.config import MethodSpec, dataset_config, method_specs
+from benchmark.evaluate import evaluate, needs_validation_maps
+from benchmark.predict import predict_split
+from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
+from benchmark.store import ResultsStore
+from datasets.loader import load_splits
+from datasets.slices import Splits
+from datasets.synthetic import SyntheticConfig, ensure_synthetic_dataset
+from methods import MethodContext, create_method, registered_methods
+from methods.base import AnomalyMethod, MethodUnavailable, TrainLog
+
+log = logging.getLogger("benchmark")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One independent unit of work and its identity in the results store."""
+
+    dataset: str
+    preprocess_hash: str
+    modality: str
+    spec: MethodSpec
+    seed: int
+
+    @property
+    def config_hash(self) -> str:
+        return stable_hash({"pre": self.preprocess_hash, "method": self.spec.as_dict()})
+
+    @property
+    def key(self) -> str:
+        variant = "".join(c if c.isalnum() else "_" for c in self.spec.variant)
+        return f"{self.dataset}__{self.modality}__{self.spec.name}__{variant}__s{self.seed}__{self.config_hash}"
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; asking for CUDA without one is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda requested but torch sees no CUDA device (CPU build or no GPU)")
+    return device
+
+
+def prepare_data(cfg: DictConfig) -> Splits:
+    """Generate the built-in synthetic set when configured, then load (cached) splits."""
+    data = dataset_config(cfg)
+    synthetic = cfg.dataset.get("synthetic")
+    if synthetic:
+        options = OmegaConf.to_container(synthetic, resolve=True)
+        ensure_synthetic_dataset(
+            data.root, SyntheticConfig(layout=data.layout, **options), progress=cfg.progress  # type: ignore[arg-type]
+        )
+    return load_splits(data, progress=cfg.progress)
+
+
+def run_experiment(cfg: DictConfig) -> ResultsStore:
+    """Run every missing cell of the experiment; returns the results store."""
+    device = resolve_device(cfg.device)
+    splits = prepare_data(cfg)
+    store = ResultsStore(cfg.paths.results)
+    _record_run(store, cfg)
+    checkpoints = CheckpointStore(cfg.paths.checkpoints)
+    specs = method_specs(cfg)
+    log.info(
+        "data %s: %d train / %d val (healthy) / %d test slices at %s px",
+        splits.name, len(splits.train), len(splits.val), len(splits.test), splits.test.image_size,
+    )
+    for modality in cfg.experiment.modalities:
+        if modality not in splits.test.modalities:
+            raise KeyError(f"experiment modality {modality!r} not loaded (dataset.modalities={splits.test.modalities})")
+        _store_test_set(store, splits, modality)
+        for spec in specs:
+            for seed in cfg.seeds:
+                cell = Cell(splits.name, splits.preprocess_hash, modality, spec, int(seed))
+                if store.has(cell.key):
+                    log.info("skip %s (finished earlier)", cell.key)
+                    continue
+                run_cell(cell, splits, store, checkpoints, cfg, device)
+    return store
+
+
+def run_cell(
+    cell: Cell, splits: Splits, store: ResultsStore, checkpoints: CheckpointStore, cfg: DictConfig, device: torch.device
+) -> None:
+    """Train or reload, calibrate, predict, evaluate and store one cell."""
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    seed_everything(cell.seed)
+    context = MethodContext(
+        modality=cell.modality,
+        image_size=splits.test.image_size[0],
+        device=device,
+        seed=cell.seed,
+        available_modalities=splits.test.modalities,
+    )
+    base_row: dict[str, Any] = {
+        "experiment": cfg.experiment.name,
+        "dataset": cell.dataset,
+        "preprocess_hash": cell.preprocess_hash,
+        "modality": cell.modality,
+        "method": cell.spec.name,
+        "variant": cell.spec.variant,
+        "method_key": cell.spec.key,
+        "seed": cell.seed,
+        "cell": cell.key,
+        "config_hash": cell.config_hash,
+        "config": OmegaConf.to_yaml(OmegaConf.create(cell.spec.as_dict())),
+        "commit": git_commit(),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "image_size": splits.test.image_size[0],
+        "n_train_slices": len(splits.train),
+        "n_val_slices": len(splits.val),
+        "n_test_slices": len(splits.test),
+        "n_test_subjects": len(set(splits.test.subjects)),
+        "started": started,
+    }
+    method_class = registered_methods()[cell.spec.name]  # names are validated by method_specs
+    base_row["method_label"] = method_class.row_label(cell.spec.variant)
+    base_row["deviations"] = list(method_class.deviations)
+    try:
+        method = create_method(cell.spec.name, context, variant=cell.spec.variant, **cell.spec.params)
+        train_log, reused = _train_or_load(method, cell, splits, checkpoints, cfg)
+    except MethodUnavailable as why:
+        log.warning("%s: not applicable (%s)", cell.key, why)
+        row = base_row | {"status": "unavailable", "reason": str(why), "protocol": None}
+        store.write(cell.key, [row | {"finished": _now()}])
+        return
+    batch = int(cfg.eval_batch_size)
+    test_pred = predict_split(method, splits.test, batch, cfg.progress, f"{method.display_name} {cell.modality} test")
+    val_pred = None
+    if needs_validation_maps(cfg.experiment.protocols):
+        val_pred = predict_split(method, splits.val, batch, cfg.progress, f"{method.display_name} {cell.modality} val")
+    results = evaluate(test_pred, splits.test, list(cfg.experiment.protocols), val_pred, splits.val, seed=cell.seed)
+    cost = {
+        "status": "ok",
+        "params": method.parameter_count(),
+        "train_steps": train_log.steps,
+        "train_seconds": train_log.seconds,
+        "best_val_loss": train_log.best_val_loss,
+        "checkpoint_reused": reused,
+        "nfe_per_slice": float(test_pred.nfe.float().mean()),
+        "ms_per_slice": test_pred.ms_per_slice,
+        "finished": _now(),
+    }
+    rows = [base_row | cost | r.row for r in results]
+    arrays = {
+        "anomaly_maps": test_pred.anomaly_maps.numpy().astype(np.float16),
+        "nfe": test_pred.nfe.numpy(),
+    }
+    if test_pred.reconstructions is not None:
+        arrays["reconstructions"] = test_pred.reconstructions.numpy().astype(np.float16)
+    if test_pred.final_masks is not None:
+        arrays["final_masks"] = test_pred.final_masks.numpy().astype(bool)
+    for r in results:
+        arrays[f"segmentation__{r.protocol}"] = r.segmentation.numpy()
+        arrays.update({f"{name}__{r.protocol}": values for name, values in r.per_image.items()})
+    store.write(cell.key, rows, arrays)
+    headline = next((r for r in rows if r["protocol"] == cfg.experiment.table_protocol), rows[0])
+    log.info(
+        "done %-10s %-5s %-22s seed %d | DSC %.3f (%s)  AUROC %.3f | train %.0f s%s, %.1f ms/slice, NFE %.0f",
+        cell.dataset, cell.modality, method.display_name, cell.seed, headline["dice"], headline["protocol"],
+        headline["auroc"], train_log.seconds, " (reused)" if reused else "", test_pred.ms_per_slice,
+        cost["nfe_per_slice"],
+    )
+
+
+def _train_or_load(
+    method: AnomalyMethod, cell: Cell, splits: Splits, checkpoints: CheckpointStore, cfg: DictConfig
+) -> tuple[TrainLog, bool]:
+    """Reload the cell's checkpoint when it exists (unless ``retrain``), else fit + calibrate + save."""
+    path = checkpoints.path(cell.dataset, cell.modality, cell.spec.name, cell.spec.variant, cell.seed, cell.config_hash)
+    if path.exists() and not cfg.retrain:
+        state, train_log = checkpoints.load(path, method.device)
+        method.load_state_dict(state)
+        return train_log, True
+    start = time.perf_counter()
+    train_log = method.fit(splits.train, splits.val, cell.spec.budget)
+    method.calibrate(splits.val)
+    train_log.seconds = time.perf_counter() - start
+    checkpoints.save(path, method.state_dict(), train_log)
+    return train_log, False
+
+
+def _record_run(store: ResultsStore, cfg: DictConfig) -> None:
+    """Save the resolved config and the environment beside the rows (the report reads them)."""
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    store.environment_path.write_text(json.dumps(environment(), indent=1))
+
+
+def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
+    """Inputs, labels and brain masks of the test split, once per (dataset, modality), for figures."""
+    name = f"testset__{splits.name}__{modality}__{splits.preprocess_hash}"
+    if store.has_arrays(name):
+        return
+    store.write_arrays(
+        name,
+        {
+            "images": splits.test.channel(modality).numpy().astype(np.float16),
+            "labels": splits.test.labels.numpy(),
+            "brain": splits.test.brain.numpy().astype(np.float16),
+            "subjects": np.array(splits.test.subjects),
+            "slice_index": np.array(splits.test.slice_index),
+        },
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+

@@ -1,0 +1,60 @@
+"""Typed configuration of one dataset: where it lives, its layout and its pre-processing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Layout = Literal["brats", "atlas", "isles"]
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything that decides which slices a method sees (protocol.md §1–2).
+
+    Attributes:
+        layout: on-disk layout / loader: ``brats`` (BraTS 2021), ``atlas`` (ATLAS v2.0),
+            ``isles`` (ISLES 2015 SISS).
+        root: dataset directory given by the user (or written by the synthetic generator).
+        modalities: channels to load, lower case; the first one defines the brain mask (> 0).
+        image_size: slices are resized to ``image_size x image_size`` with area averaging.
+        slice_range: axial indices ``[start, stop)`` of the raw array considered.
+        test_slices: ``largest`` = per test subject the slice of largest lesion area (paper);
+            ``all`` = every lesion slice of a test subject in the range (per-volume evaluation).
+        binarize_brain: re-binarise the resized brain mask (> 0.5); official code keeps it soft.
+        split_file: JSON ``{"train": [...], "val": [...], "test": [...]}`` of subject ids;
+            without it a deterministic split with ``split_fractions`` and ``split_seed``.
+        cache_dir: where pre-processed slices are cached (one file per split and config hash).
+        max_subjects: use only the first N subjects in sorted order (quick runs); None = all.
+    """
+
+    layout: Layout
+    root: Path
+    modalities: tuple[str, ...]
+    image_size: int = 128
+    slice_range: tuple[int, int] = (70, 90)
+    test_slices: Literal["largest", "all"] = "largest"
+    binarize_brain: bool = False
+    split_file: Path | None = None
+    split_fractions: tuple[float, float, float] = (0.79, 0.10, 0.11)
+    split_seed: int = 0
+    cache_dir: Path | None = None
+    max_subjects: int | None = None
+    name: str = field(default="")  # display name; defaults to the layout
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.layout
+
+    def preprocess_hash(self) -> str:
+        """Short hash of every field that changes the pre-processed slices (not paths to caches)."""
+        payload = asdict(self)
+        payload.pop("cache_dir")
+        payload.pop("name")
+        payload["root"] = str(Path(self.root).resolve())
+        payload["split_file"] = str(self.split_file) if self.split_file else None
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]

@@ -1,0 +1,31 @@
+"""Anomaly-segmentation methods behind one interface (:mod:`methods.base`).
+
+Importing this package registers every method: each module below decorates its class with
+``@register(name)``. A new method is one module plus one import line here and one config file in
+``configs/method/``.
+"""
+
+from benchmark._guard import check_datasets_package
+
+check_datasets_package()
+
+from methods import ae  # noqa: E402,F401  (registers "ae")
+from methods.base import (  # noqa: E402
+    AnomalyMethod,
+    MethodContext,
+    MethodOutput,
+    TrainBudget,
+    create_method,
+    register,
+    registered_methods,
+)
+
+__all__ = [
+    "AnomalyMethod",
+    "MethodContext",
+    "MethodOutput",
+    "TrainBudget",
+    "create_method",
+    "register",
+    "registered_methods",
+]

@@ -1,0 +1,182 @@
+"""The one interface every anomaly-segmentation method implements, and the explicit registry.
+
+``benchmark/`` knows methods only through :class:`AnomalyMethod` and :func:`create_method`; it never
+branches on a method's name. A new method is one module here (decorated with :func:`register`) and one
+file in ``configs/method/``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, TypeVar
+
+import torch
+
+from datasets.slices import SliceSet
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """What ``predict`` returns for a batch of B slices.
+
+    Attributes:
+        anomaly_map: float ``[B, H, W]``, higher = more anomalous; only brain pixels are scored.
+        reconstruction: float ``[B, H, W]`` pseudo-healthy image (for SSIM and figures), or None.
+        final_mask: ``[B, H, W]`` a method's own final binary mask (IterMask²), or None.
+        nfe: int64 ``[B]`` network evaluations spent on each slice.
+    """
+
+    anomaly_map: torch.Tensor
+    reconstruction: torch.Tensor | None
+    nfe: torch.Tensor
+    final_mask: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """How long and how a method trains (from ``configs/method/*.yaml`` → ``train``).
+
+    Attributes:
+        steps: optimiser steps at most.
+        batch_size: slices per step.
+        lr: learning rate.
+        weight_decay: optimiser weight decay.
+        val_every: steps between validation-loss evaluations (early stopping, logs).
+        patience: stop after this many validations without improvement; None = never stop early.
+    """
+
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    val_every: int = 100
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """What a method needs to know about the cell it runs in (not its own hyper-parameters)."""
+
+    modality: str  # input modality, e.g. "flair"
+    image_size: int
+    device: torch.device
+    seed: int
+    available_modalities: tuple[str, ...] = ()
+
+
+@dataclass
+class TrainLog:
+    """What happened during ``fit``: recorded in the result row and the report."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    final_train_loss: float = float("nan")
+    best_val_loss: float = float("nan")
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class MethodUnavailable(RuntimeError):
+    """Raised when a method is undefined for a dataset (e.g. Cyclic-UNet on single-modality data).
+
+    The runner records the cell as not applicable ("–" in tables) instead of failing the run.
+    """
+
+
+class AnomalyMethod(ABC):
+    """Base class of every method. Subclasses set ``name`` via :func:`register`.
+
+    Lifecycle: ``fit(train, val, budget)`` on healthy slices → ``calibrate(val)`` (no test data)
+    → ``predict(batch)`` any number of times. ``state_dict``/``load_state_dict`` round-trip
+    everything ``fit`` and ``calibrate`` produce, so a saved method predicts identically.
+    """
+
+    name: ClassVar[str] = ""
+    #: Row label in tables (the paper's name, e.g. "AE"); defaults to ``name``.
+    label: ClassVar[str] = ""
+    #: Deviations from the reference implementation, shown in the report's method notes.
+    deviations: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, context: MethodContext, variant: str = "default", **params: Any) -> None:
+        self.context = context
+        self.variant = variant
+        self.params = params
+
+    @property
+    def device(self) -> torch.device:
+        return self.context.device
+
+    @property
+    def display_name(self) -> str:
+        """Row label in tables, e.g. ``DAE [0,+inf]``."""
+        return self.row_label(self.variant)
+
+    @classmethod
+    def row_label(cls, variant: str) -> str:
+        """Row label of a variant of this method (also for cells where it cannot be built)."""
+        label = cls.label or cls.name
+        return label if variant == "default" else f"{label} {variant}"
+
+    @abstractmethod
+    def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
+        """Train on healthy slices only."""
+
+    def calibrate(self, val: SliceSet) -> None:
+        """Set data-dependent constants on healthy validation slices (default: nothing)."""
+
+    @abstractmethod
+    def predict(self, batch: SliceSet) -> MethodOutput:
+        """Anomaly maps for a batch of slices (no labels are read)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to predict again without training."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+
+    def parameter_count(self) -> int:
+        """Trainable parameters of all networks (for the cost table)."""
+        return sum(
+            p.numel()
+            for module in self.networks()
+            for p in module.parameters()
+            if p.requires_grad
+        )
+
+    def networks(self) -> list[torch.nn.Module]:
+        """The torch modules of the method (default: none)."""
+        return []
+
+
+MethodT = TypeVar("MethodT", bound=type[AnomalyMethod])
+_REGISTRY: dict[str, type[AnomalyMethod]] = {}
+
+
+def register(name: str) -> Callable[[MethodT], MethodT]:
+    """Class decorator: make a method available under ``name`` (explicit, no subclass scan)."""
+
+    def decorate(cls: MethodT) -> MethodT:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"method name {name!r} registered twice ({_REGISTRY[name]} and {cls})")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def registered_methods() -> dict[str, type[AnomalyMethod]]:
+    """A copy of the registry: name → class."""
+    return dict(_REGISTRY)
+
+
+def create_method(name: str, context: MethodContext, variant: str = "default", **params: Any) -> AnomalyMethod:
+    """Instantiate a registered method; unknown names fail with the list of known ones."""
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "(none)"
+        raise KeyError(f"unknown method {name!r}; registered methods: {known}") from None
+    return cls(context, variant=variant, **params)

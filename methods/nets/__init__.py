@@ -1,0 +1,1 @@
+"""Networks shared by several methods (each lives here once)."""

@@ -1,0 +1,115 @@
+"""One training loop for every method that trains networks on healthy slices.
+
+A method supplies a loss on a batch; this module owns batch sampling (seeded), the optimiser step,
+periodic validation loss, early stopping with restoration of the best weights, and the progress bar.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from datasets.slices import SliceSet
+from methods.base import TrainBudget, TrainLog
+
+BatchLoss = Callable[[SliceSet, torch.Generator], torch.Tensor]
+
+
+def train_networks(
+    modules: Sequence[nn.Module],
+    loss_on_batch: BatchLoss,
+    train: SliceSet,
+    val: SliceSet,
+    budget: TrainBudget,
+    optimizer: torch.optim.Optimizer,
+    seed: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    description: str = "train",
+    progress: bool = True,
+) -> TrainLog:
+    """Train ``modules`` by minimising ``loss_on_batch`` over random batches of ``train``.
+
+    ``loss_on_batch(batch, generator)`` gets a batch on the method's device and a seeded generator
+    for any randomness it needs (noise, masks), so a run is reproducible. Every ``budget.val_every``
+    steps the mean loss over ``val`` (same function, fixed generator seed) is recorded; with
+    ``budget.patience`` set, training stops after that many validations without improvement and the
+    best weights are restored.
+    """
+    if len(train) == 0:
+        raise ValueError("train split has no slices: nothing to fit on")
+    device = next(modules[0].parameters()).device
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    device_generator = _device_generator(device, seed)
+    log = TrainLog()
+    best_state: list[dict] | None = None
+    since_best = 0
+    start = time.perf_counter()
+    bar = tqdm(range(budget.steps), desc=description, disable=not progress, leave=False)
+    for step in bar:
+        _set_mode(modules, training=True)
+        index = torch.randint(len(train), (min(budget.batch_size, len(train)),), generator=generator)
+        loss = loss_on_batch(train.subset(index).to(device), device_generator)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{description}: loss became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        log.steps = step + 1
+        log.final_train_loss = loss.item()
+        if (step + 1) % budget.val_every == 0 or step + 1 == budget.steps:
+            val_loss = validation_loss(modules, loss_on_batch, val, budget.batch_size, seed, device)
+            log.history.append({"step": step + 1, "train_loss": log.final_train_loss, "val_loss": val_loss})
+            bar.set_postfix(loss=f"{log.final_train_loss:.4f}", val=f"{val_loss:.4f}")
+            if not val_loss >= log.best_val_loss:  # also true while best is NaN
+                log.best_val_loss = val_loss
+                best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+                since_best = 0
+            else:
+                since_best += 1
+                if budget.patience is not None and since_best >= budget.patience:
+                    break
+    bar.close()
+    if best_state is not None:
+        for module, state in zip(modules, best_state):
+            module.load_state_dict(state)
+    _set_mode(modules, training=False)
+    log.seconds = time.perf_counter() - start
+    return log
+
+
+@torch.no_grad()
+def validation_loss(
+    modules: Sequence[nn.Module],
+    loss_on_batch: BatchLoss,
+    val: SliceSet,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+) -> float:
+    """Mean loss over the whole validation split in eval mode, with a fixed noise seed."""
+    if len(val) == 0:
+        return math.nan
+    _set_mode(modules, training=False)
+    generator = _device_generator(device, seed + 1)
+    total, count = 0.0, 0
+    for batch in val.batches(batch_size):
+        total += loss_on_batch(batch.to(device), generator).item() * len(batch)
+        count += len(batch)
+    return total / count
+
+
+def _device_generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _set_mode(modules: Sequence[nn.Module], training: bool) -> None:
+    for module in modules:
+        module.train(training)
