@@ -17,7 +17,7 @@ numbers); for a paired comparison use :func:`bootstrap_paired_diff_ci` on per-im
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -68,7 +68,7 @@ def method_specs(cfg: DictConfig) -> list[MethodSpec]:
                 key=str(key),
                 name=m.name,
                 variant=str(m.get("variant", "default")),
-                params=OmegaConf.to_container(m.get("params") or {}, resolve=True),  # type: ignore[arg-type]
+                params=OmegaConf.to_container(m.params, resolve=True) if m.get("params") is not None else {},  # type: ignore[arg-type]
                 budget=TrainBudget(**train),  # type: ignore[arg-type]
             )
         )

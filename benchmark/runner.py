@@ -153,7 +153,7 @@ def run_cell(
     val_pred = None
     if needs_validation_maps(cfg.experiment.protocols):
         val_pred = predict_split(method, splits.val, batch, cfg.progress, f"{method.display_name} {cell.modality} val")
-    results = evaluate(test_pred, splits.test, list(cfg.experiment.protocols), val_pred, splits.val, seed=cell.seed)
+    results = evaluate(test_pred, splits.test, cell.modality, list(cfg.experiment.protocols), val_pred, splits.val, seed=cell.seed)
     cost = {
         "status": "ok",
         "params": method.parameter_count(),

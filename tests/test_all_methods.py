@@ -57,7 +57,7 @@ def test_method_round_trip_on_tiny_data(config_path: Path, tmp_path: Path) -> No
     torch.testing.assert_close(again.anomaly_maps, first.anomaly_maps)
 
     val_prediction = predict_split(method, SPLITS.val, batch_size=3)
-    results = evaluate(prediction, SPLITS.test, ["oracle_global", "val_fpr", "oracle_per_image"], val_prediction, SPLITS.val)
+    results = evaluate(prediction, SPLITS.test, "flair", ["oracle_global", "val_fpr", "oracle_per_image"], val_prediction, SPLITS.val)
     assert [r.protocol for r in results] == ["oracle_global", "val_fpr", "oracle_per_image"]
     for r in results:
         assert 0.0 <= r.row["dice"] <= 1.0 and 0.0 <= r.row["auroc"] <= 1.0

@@ -1,0 +1,215 @@
+"""Public entry point of the data side: :func:`load_splits` reads BraTS 2021, ATLAS v2.0 or ISLES 2015
+from a user's folder and returns pre-processed, cached :class:`~datasets.slices.Splits`.
+
+Per subject: find its files (:mod:`datasets.layouts`), read and check every volume (:func:`read_volume`,
+:func:`read_subject`), brain mask and normalisation at raw resolution, pick the split's slices in
+``slice_range``, resize with area averaging (:mod:`datasets.preprocess`). Train and val keep healthy
+slices only, test keeps lesion slices. The result is cached per split (:mod:`datasets.cache`); a
+second call with the same config and unchanged files reads no NIfTI volume.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from datasets.cache import cache_path, load_slices, save_slices, source_fingerprint
+from datasets.config import DatasetConfig
+from datasets.errors import DatasetError
+from datasets.layouts import Layout, SubjectFiles, get_layout
+from datasets.preprocess import select_slices, slices_to_tensors
+from datasets.slices import SliceSet, Splits
+from datasets.splits import SPLIT_NAMES, assign_subjects
+
+log = logging.getLogger(__name__)
+
+ROLES = {"train": "healthy", "val": "healthy", "test": "lesion"}
+
+MAX_WORKERS = 8
+"""Subjects pre-processed concurrently (threads; gzip inflation and numpy release the GIL)."""
+
+
+def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
+    """Healthy train, healthy val and lesion test slices of one dataset, pre-processed and cached.
+
+    Args:
+        config: dataset location, layout and pre-processing (:class:`~datasets.config.DatasetConfig`).
+            Without ``cache_dir`` the cache goes to ``./.slice_cache`` under the current working
+            directory, never into the dataset folder.
+        progress: show a progress bar over subjects while pre-processing (not on a cache hit).
+
+    Raises:
+        DatasetError: bad config or bad data on disk; the message names the file and what was expected.
+    """
+    layout = get_layout(config.layout)
+    _check_config(config, layout)
+    root = Path(config.root)
+    folders = layout.find_subjects(root)
+    splits = assign_subjects(list(folders), config)
+    files = {s: layout.subject_files(s, folders[s], config.modalities) for ids in splits.values() for s in ids}
+    fingerprint = source_fingerprint(root, (p for f in files.values() for p in f.paths), splits)
+
+    paths = {split: cache_path(config, split) for split in SPLIT_NAMES}
+    cached: dict[str, SliceSet] = {}
+    for split in SPLIT_NAMES:
+        slices = load_slices(paths[split], fingerprint)
+        if slices is None:
+            break
+        cached[split] = slices
+    if len(cached) == len(SPLIT_NAMES):
+        log.info("%s: slices loaded from cache %s", config.display_name, paths["train"].parent)
+        return _splits(cached, config)
+
+    built = _build(layout, config, splits, files, progress)
+    for split in SPLIT_NAMES:
+        save_slices(paths[split], built[split], fingerprint)
+    return _splits(built, config)
+
+
+def _splits(slices: dict[str, SliceSet], config: DatasetConfig) -> Splits:
+    return Splits(**slices, name=config.display_name, preprocess_hash=config.preprocess_hash())
+
+
+def _check_config(config: DatasetConfig, layout: Layout) -> None:
+    layout.check_modalities(config.modalities)
+    if not isinstance(config.image_size, int) or config.image_size < 1:
+        raise DatasetError(f"image_size={config.image_size!r}; expected a positive integer")
+    start, stop = config.slice_range
+    if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop):
+        raise DatasetError(f"slice_range={tuple(config.slice_range)}; expected axial indices [start, stop) with 0 <= start < stop")
+    if config.test_slices not in ("largest", "all"):
+        raise DatasetError(f"test_slices={config.test_slices!r}; expected 'largest' or 'all'")
+
+
+@dataclass(frozen=True)
+class SubjectVolumes:
+    """One subject at raw resolution, checked: normalised images (config order), brain and lesion."""
+
+    images: list[np.ndarray]
+    brain: np.ndarray
+    lesion: np.ndarray
+
+
+def read_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-D float32 volume and its affine; a clear error for unreadable, non-3-D or non-finite data."""
+    try:
+        image = nib.load(path)
+        data = image.get_fdata(dtype=np.float32)
+    except Exception as error:
+        raise DatasetError(f"cannot read {path} ({type(error).__name__}: {error}); expected a NIfTI volume") from error
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise DatasetError(f"{path}: shape {data.shape}; expected a 3-D volume")
+    bad = data.size - int(np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise DatasetError(f"{path}: {bad} NaN/inf voxel(s); expected finite intensities")
+    return data, image.affine
+
+
+def read_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig) -> SubjectVolumes:
+    """Read and check every volume of a subject, then brain mask and normalisation."""
+    first = files.images[0]
+    raw, affines = [], []
+    for path in files.images:
+        data, affine = read_volume(path)
+        raw.append(data)
+        affines.append(affine)
+    label, _ = read_volume(files.label)
+    shape = raw[0].shape
+    for path, data in zip(files.paths[1:], [*raw[1:], label]):
+        if data.shape != shape:
+            raise DatasetError(
+                f"{path}: shape {data.shape} differs from {first} {shape}; expected every modality and the "
+                f"label of subject {files.subject} on one voxel grid"
+            )
+    allowed = layout.label_values
+    valid = np.isin(label, np.array(sorted(allowed), dtype=np.float32))
+    if not valid.all():
+        bad = np.unique(label[~valid])[:5].tolist()
+        raise DatasetError(f"{files.label}: label values {bad} outside the {layout.title} label set {sorted(allowed)}")
+    stop = config.slice_range[1]
+    if shape[2] < stop:
+        raise DatasetError(
+            f"{first}: {shape[2]} axial slices; expected at least {stop} for slice_range {tuple(config.slice_range)}"
+        )
+    brain = layout.brain_mask(raw[0], affines[0])
+    if not brain.any():
+        raise DatasetError(f"{first}: empty brain mask ({layout.brain_rule}); expected a brain in the volume")
+    images = [layout.normalise(data, brain, str(path)) for path, data in zip(files.images, raw)]
+    return SubjectVolumes(images, brain, label > 0)
+
+
+def preprocess_subject(
+    layout: Layout, files: SubjectFiles, config: DatasetConfig, role: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
+    """The subject's slices of one split role, resized: images, brain, labels and their z indices."""
+    volumes = read_subject(layout, files, config)
+    z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices)  # type: ignore[arg-type]
+    images, brain, labels = slices_to_tensors(
+        volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain
+    )
+    return images, brain, labels, z
+
+
+def _build(
+    layout: Layout,
+    config: DatasetConfig,
+    splits: dict[str, list[str]],
+    files: dict[str, SubjectFiles],
+    progress: bool,
+) -> dict[str, SliceSet]:
+    jobs = [(split, subject) for split in SPLIT_NAMES for subject in splits[split]]
+
+    def run(job: tuple[str, str]):
+        split, subject = job
+        return preprocess_subject(layout, files[subject], config, ROLES[split])
+
+    parts: dict[str, list] = {split: [] for split in SPLIT_NAMES}
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs))
+    bar = tqdm(total=len(jobs), desc=f"{config.display_name}: pre-processing", unit="subject", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with bar:
+            for (split, subject), result in zip(jobs, pool.map(run, jobs)):
+                parts[split].append((subject, *result))
+                bar.update()
+    finally:  # on an error, do not wait for the remaining subjects
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    no_lesion = [subject for subject, *_, z in parts["test"] if not z]
+    if no_lesion:
+        log.info(
+            "%s: %d of %d test subjects have no lesion voxel in slice_range %s and are skipped: %s",
+            config.display_name, len(no_lesion), len(parts["test"]), tuple(config.slice_range), no_lesion[:10],
+        )
+    result = {}
+    for split in SPLIT_NAMES:
+        kept = [p for p in parts[split] if p[4]]
+        if not kept:
+            kind = "lesion" if ROLES[split] == "lesion" else "healthy (lesion-free, non-empty brain)"
+            raise DatasetError(
+                f"{config.root}: no {kind} slice in slice_range {tuple(config.slice_range)} among the "
+                f"{len(parts[split])} {split} subject(s); expected at least one"
+            )
+        result[split] = SliceSet(
+            images=torch.cat([p[1] for p in kept]),
+            brain=torch.cat([p[2] for p in kept]),
+            labels=torch.cat([p[3] for p in kept]),
+            modalities=tuple(config.modalities),
+            subjects=tuple(p[0] for p in kept for _ in p[4]),
+            slice_index=tuple(z for p in kept for z in p[4]),
+        )
+    log.info(
+        "%s: %d train / %d val healthy slices, %d test lesion slices",
+        config.display_name, len(result["train"]), len(result["val"]), len(result["test"]),
+    )
+    return result

@@ -1,0 +1,541 @@
+"""Built-in synthetic brain-lesion data written in the exact on-disk layout of BraTS 2021 (or ATLAS v2.0,
+ISLES 2015 SISS), so that the default benchmark run reads it through the real-data loaders.
+
+Each subject is the nilearn MNI152 brain (offline package data) under a random affine and a smooth
+random deformation, with tumour-like (necrotic core, enhancing rim, oedema; BraTS labels 1/4/2) or
+stroke-like lesions (BraTS label 2; binary label 1 in the ATLAS and ISLES layouts) of irregular shape
+and a wide range of sizes, which push the surrounding tissue away (mass effect) before they are
+painted. Contrasts (FLAIR, T1, T1ce, T2; DWI for ISLES) come from the tissue maps with per-subject
+intensities, a smooth bias field and Rician noise; the background is exactly 0 (skull-stripped), except
+for the crude head of the (not skull-stripped) ATLAS layout. Within the axial slice range (default
+z 70–89, the lateral ventricles) every subject has lesion slices and healthy slices.
+
+Everything is seeded per (seed, subject index, stream): the same config gives byte-identical arrays
+whatever the number of worker processes. Modules: ``synthetic_anatomy`` (template, warps, grids),
+``synthetic_lesions`` (shapes), ``synthetic_contrast`` (intensities), ``synthetic_io`` (layouts, figure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from datasets.synthetic_anatomy import (
+    STEP,
+    CoarseMap,
+    Geometry,
+    SubjectTransform,
+    Templates,
+    coarse_map,
+    geometry,
+    load_templates,
+    nominal_anatomy,
+    warp_box,
+)
+from datasets.synthetic_contrast import add_head, draw_contrasts, render
+from datasets.synthetic_io import LABEL, MODALITIES, subject_files, subject_id, write_sample_figure, write_volume
+from datasets.synthetic_lesions import (
+    CLASS_NAMES,
+    MIN_LESION_VOXELS,
+    NECROSIS,
+    STROKE,
+    Lesion,
+    draw_lesion,
+    merge,
+    rasterise,
+)
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = 1  # bump whenever the generated arrays change for the same config
+FAMILIES = ("tumour", "stroke")
+LAYOUT_FAMILIES = {"brats": ("tumour", "stroke"), "atlas": ("stroke",), "isles": ("stroke",)}
+MARKER = ".synthetic_complete.json"  # written last: the set is complete and has this config hash
+IN_PROGRESS = ".synthetic_in_progress.json"  # written first: the directory belongs to the generator
+LOCK = ".synthetic.lock"
+DESCRIPTION = "dataset_description.json"
+FIGURE = "samples.png"
+STREAM_FAMILY, STREAM_TRANSFORM, STREAM_LESIONS, STREAM_CONTRAST, STREAM_NOISE = range(5)
+MAX_ATTEMPTS = 60  # lesion sets redrawn until the slice constraints hold
+PLACEMENT_TRIES = 40
+SAMPLE_ROWS_PER_FAMILY = 2
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Everything that decides the generated arrays (its :meth:`config_hash` names the set).
+
+    Attributes:
+        n_subjects: number of subjects.
+        seed: base seed; subject ``i`` uses streams seeded by ``(seed, stream, i)``.
+        layout: on-disk layout and grid: ``brats`` (240x240x155), ``atlas`` (MNI 197x233x189, T1 only),
+            ``isles`` (230x230x154).
+        lesion_families: families drawn from (balanced over subjects, seeded order); ATLAS and ISLES
+            use only ``stroke``.
+        tumour_count, stroke_count: (min, max) lesions per subject (more lesions are less likely).
+        tumour_radius_mm, stroke_radius_mm: (min, max) equivalent radius of a whole lesion, drawn
+            log-uniformly; the z semi-axis is capped at ``max_lesion_z_mm``.
+        slice_range: axial ``[start, stop)`` in which every subject has at least
+            ``min_lesion_slices`` lesion slices and ``min_healthy_slices`` lesion-free slices.
+        lesion_contrast: scales every lesion's contrast to white matter (``1 + (ratio - 1) * this``).
+        mass_effect: scales the tissue displacement around lesions (0 = none).
+        noise_level: Rician noise std relative to the white-matter intensity (jittered ±30 %).
+        bias_strength: amplitude of the cubic log-bias-field coefficients.
+        rotation_deg, scale_jitter, translation/deformation: random affine (±degrees per axis,
+            ±relative scale per axis) and std of the smooth deformation (mm).
+    """
+
+    n_subjects: int = 40
+    seed: int = 0
+    layout: Literal["brats", "atlas", "isles"] = "brats"
+    lesion_families: tuple[str, ...] = ("tumour", "stroke")
+    tumour_count: tuple[int, int] = (1, 2)
+    stroke_count: tuple[int, int] = (1, 3)
+    tumour_radius_mm: tuple[float, float] = (15.0, 48.0)
+    stroke_radius_mm: tuple[float, float] = (4.0, 32.0)
+    max_lesion_z_mm: float = 20.0
+    slice_range: tuple[int, int] = (70, 90)
+    min_healthy_slices: int = 5
+    min_lesion_slices: int = 2
+    lesion_contrast: float = 1.0
+    mass_effect: float = 1.0
+    noise_level: float = 0.03
+    bias_strength: float = 0.15
+    rotation_deg: float = 5.0
+    scale_jitter: float = 0.05
+    deformation_mm: float = 2.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # lists from YAML / OmegaConf become tuples (hashable, frozen)
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        if self.layout not in LAYOUT_FAMILIES:
+            raise ValueError(f"SyntheticConfig.layout={self.layout!r}; expected one of {sorted(LAYOUT_FAMILIES)}")
+        unknown = set(self.lesion_families) - set(FAMILIES)
+        if unknown or not self.lesion_families:
+            raise ValueError(f"SyntheticConfig.lesion_families={self.lesion_families}; choose from {FAMILIES}")
+        if not self.families:
+            raise ValueError(f"layout {self.layout!r} supports only {LAYOUT_FAMILIES[self.layout]} lesions, "
+                             f"lesion_families={self.lesion_families}")
+        if self.n_subjects < 1 or self.seed < 0:
+            raise ValueError(f"SyntheticConfig: n_subjects={self.n_subjects} must be >= 1, seed={self.seed} >= 0")
+        for name in ("tumour_count", "stroke_count", "tumour_radius_mm", "stroke_radius_mm"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi:
+                raise ValueError(f"SyntheticConfig.{name}={getattr(self, name)}: need 0 < min <= max")
+        start, stop = self.slice_range
+        depth = geometry(self.layout).shape[2]
+        if not 0 <= start < stop <= depth:
+            raise ValueError(f"SyntheticConfig.slice_range={self.slice_range} outside the {depth} axial slices")
+        if stop - start < self.min_healthy_slices + self.min_lesion_slices + 2 or self.min_lesion_slices < 1:
+            raise ValueError(
+                f"SyntheticConfig: slice_range {self.slice_range} too short for min_healthy_slices="
+                f"{self.min_healthy_slices} + min_lesion_slices={self.min_lesion_slices} (+2 slack)"
+            )
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """The lesion families actually used: ``lesion_families`` allowed by the layout."""
+        return tuple(f for f in self.lesion_families if f in LAYOUT_FAMILIES[self.layout])
+
+    def config_hash(self) -> str:
+        """Short hash of every field and of :data:`GENERATOR_VERSION`."""
+        blob = json.dumps({"generator_version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _rng(config: SyntheticConfig, stream: int, index: int = 0) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(stream, index)))
+
+
+def subject_families(config: SyntheticConfig) -> list[str]:
+    """Lesion family of every subject: the families in equal shares, in a seeded order."""
+    fams = config.families
+    base = [fams[i % len(fams)] for i in range(config.n_subjects)]
+    order = _rng(config, STREAM_FAMILY).permutation(config.n_subjects)
+    return [base[int(k)] for k in order]
+
+
+@dataclass
+class SubjectPlan:
+    """A subject's anatomy transform, lesions, coarse mapping and lesion classes (internal codes)."""
+
+    index: int
+    family: str
+    transform: SubjectTransform
+    lesions: list[Lesion]
+    cmap: CoarseMap
+    classes: np.ndarray  # uint8, full grid: 0, NECROSIS, OEDEMA, ENHANCING, STROKE
+    attempts: int
+
+
+def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
+    """Draw the subject's transform and lesions (redrawn until the slice constraints hold)."""
+    if not 0 <= index < config.n_subjects:
+        raise IndexError(f"subject index {index} outside 0..{config.n_subjects - 1}")
+    geom, templates = geometry(config.layout), load_templates()
+    family = subject_families(config)[index]
+    transform = SubjectTransform.draw(_rng(config, STREAM_TRANSFORM, index), config.rotation_deg,
+                                      config.scale_jitter, config.deformation_mm, geom.transform_scale)
+    nominal = nominal_anatomy(geom, transform, templates)
+    rng = _rng(config, STREAM_LESIONS, index)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        lesions = _draw_lesions(rng, family, nominal, config)
+        if not lesions:
+            continue
+        effects = [lesion.mass_effect(config.mass_effect) for lesion in lesions]
+        cmap = coarse_map(geom, transform, effects, nominal, templates)
+        classes, sizes = _rasterise_all(lesions, cmap, templates, geom)
+        if min(sizes) >= MIN_LESION_VOXELS and _slices_ok(classes, config):
+            return SubjectPlan(index, family, transform, lesions, cmap, classes, attempts=attempt)
+    raise RuntimeError(
+        f"synthetic subject {index}: no lesion set met the slice constraints in {MAX_ATTEMPTS} attempts "
+        f"(slice_range={config.slice_range}, min_healthy_slices={config.min_healthy_slices}, "
+        f"min_lesion_slices={config.min_lesion_slices}); relax them or reduce lesion sizes"
+    )
+
+
+def _draw_lesions(rng: np.random.Generator, family: str, nominal: dict[str, np.ndarray],
+                  config: SyntheticConfig) -> list[Lesion]:
+    """Lesion parameters; the first lesion's nominal z extent overlaps part of the slice range."""
+    low, high = config.tumour_count if family == "tumour" else config.stroke_count
+    count = low
+    while count < high and rng.random() < 0.35:
+        count += 1
+    r_low, r_high = config.tumour_radius_mm if family == "tumour" else config.stroke_radius_mm
+    z0, z1 = config.slice_range
+    slices = np.arange(z0, z1)
+    max_cover = len(slices) - config.min_healthy_slices - 1
+    min_cover = config.min_lesion_slices + 1
+    pts = nominal["points"]
+    if family == "tumour":  # gliomas grow in white matter, away from the surface
+        allowed = (nominal["wm"] >= 0.5) & (nominal["depth"] >= 10)
+    else:
+        allowed = (nominal["brain"] >= 0.5) & (nominal["gm"] + nominal["wm"] >= 0.6) & (nominal["depth"] >= 3)
+    covered = np.zeros(len(slices), bool)
+    lesions: list[Lesion] = []
+    for k in range(count):
+        for _ in range(PLACEMENT_TRIES):
+            radius = float(np.exp(rng.uniform(np.log(r_low), np.log(r_high))))
+            shape = draw_lesion(rng, family, np.zeros(3), radius, config.max_lesion_z_mm)
+            hz = shape.z_interval()[1]
+            where = allowed
+            if k == 0:
+                options = np.arange(np.floor(z0 - hz), np.ceil(z1 + hz) + 1)
+                cover = (np.abs(slices[None, :] - options[:, None]) <= hz).sum(1)
+                keep = (cover >= min_cover) & (cover <= max_cover)
+                if not keep.any():
+                    continue
+                weight = cover[keep].astype(float) ** 3  # favour lesions that reach well into the range
+                cz = float(rng.choice(options[keep], p=weight / weight.sum()))
+                where = allowed & (np.abs(pts[2] - cz) <= STEP / 2)
+            nodes = np.argwhere(where)
+            if len(nodes) == 0:
+                continue
+            node = nodes[rng.integers(len(nodes))]
+            centre = pts[(slice(None), *node)] + rng.uniform(-STEP / 2, STEP / 2, 3)
+            if k == 0:
+                centre[2] = cz + rng.uniform(-0.5, 0.5)
+            lesion = replace(shape, centre=centre)
+            lo, hi = lesion.z_interval()
+            now = covered | ((slices >= lo) & (slices <= hi))
+            if now.sum() > max_cover:
+                continue
+            covered = now
+            lesions.append(lesion)
+            break
+        else:
+            if k == 0:
+                return []
+            break
+    return lesions
+
+
+def _rasterise_all(lesions: list[Lesion], cmap: CoarseMap, templates: Templates, geom: Geometry
+                   ) -> tuple[np.ndarray, list[int]]:
+    classes = np.zeros(geom.shape, np.uint8)
+    sizes = []
+    for lesion in lesions:
+        box = lesion.box(geom.shape)
+        patch = rasterise(lesion, warp_box(cmap, templates, box))
+        sizes.append(int(np.count_nonzero(patch)))
+        merge(classes, box, patch)
+    return classes, sizes
+
+
+def _slices_ok(classes: np.ndarray, config: SyntheticConfig) -> bool:
+    z0, z1 = config.slice_range
+    lesion_slices = int(classes[:, :, z0:z1].any(axis=(0, 1)).sum())
+    return lesion_slices >= config.min_lesion_slices and (z1 - z0) - lesion_slices >= config.min_healthy_slices
+
+
+def label_values(classes: np.ndarray, layout: str) -> np.ndarray:
+    """Internal classes → the layout's labels: BraTS {1 necrosis, 2 oedema or stroke, 4 enhancing};
+    ATLAS and ISLES binary {0, 1}."""
+    if layout == "brats":
+        lut = np.arange(8, dtype=np.uint8)
+        lut[STROKE] = 2
+        return lut[classes]
+    return (classes > 0).astype(np.uint8)
+
+
+def subject_labels(config: SyntheticConfig, index: int) -> np.ndarray:
+    """The subject's label volume (layout values) without rendering any image: cheap, and identical to
+    the label the full generator writes."""
+    return label_values(subject_plan(config, index).classes, config.layout)
+
+
+@dataclass
+class SyntheticSubject:
+    """One generated subject in memory."""
+
+    id: str
+    family: str
+    images: dict[str, np.ndarray]  # modality -> int16 volume
+    label: np.ndarray  # uint8, layout values
+    classes: np.ndarray  # uint8 internal classes (see synthetic_lesions)
+    plan: SubjectPlan
+    tissue: dict[str, np.ndarray] | None  # full-grid gm/wm/csf (float32) and brain (bool), on request
+
+
+def generate_subject(config: SyntheticConfig, index: int, with_tissue: bool = False) -> SyntheticSubject:
+    """Generate subject ``index`` in memory (what :func:`ensure_synthetic_dataset` writes)."""
+    plan = subject_plan(config, index)
+    geom, templates = geometry(config.layout), load_templates()
+    anatomy = warp_box(plan.cmap, templates, plan.cmap.bbox)
+    modalities = MODALITIES[config.layout]
+    rng = _rng(config, STREAM_CONTRAST, index)
+    contrasts = draw_contrasts(rng, modalities, config.noise_level, config.bias_strength, config.lesion_contrast)
+    texture_seed = int(rng.integers(2**31))
+    brain = np.zeros(geom.shape, bool)
+    brain[anatomy.box] = anatomy.brain
+    voxels = tuple(v + s.start for v, s in zip(np.nonzero(anatomy.brain), anatomy.box))
+    head_ratio = None
+    if config.layout == "atlas":  # not skull-stripped: a crude head around the brain
+        head_voxels, head_ratio = add_head(brain)
+        voxels = tuple(np.concatenate([v, h]) for v, h in zip(voxels, head_voxels))
+    noise_rng = _rng(config, STREAM_NOISE, index)
+    images = {m: render(contrasts[m], anatomy, plan.classes, voxels, geom.shape, texture_seed, noise_rng, head_ratio)
+              for m in modalities}
+    tissue = None
+    if with_tissue:
+        tissue = {"brain": brain}
+        for name in ("gm", "wm", "csf"):
+            full = np.zeros(geom.shape, np.float32)
+            full[anatomy.box] = getattr(anatomy, name)
+            tissue[name] = full
+    return SyntheticSubject(subject_id(config.layout, index), plan.family, images,
+                            label_values(plan.classes, config.layout), plan.classes, plan, tissue)
+
+
+def summarise(subject: SyntheticSubject, config: SyntheticConfig) -> dict[str, Any]:
+    """Per-subject record of ``dataset_description.json``."""
+    z0, z1 = config.slice_range
+    area = np.count_nonzero(subject.label[:, :, z0:z1], axis=(0, 1))
+    nx, ny = subject.label.shape[:2]
+    best = int(np.argmax(area))
+    classes = np.bincount(subject.classes.ravel(), minlength=8)
+    labels = np.bincount(subject.label.ravel(), minlength=8)
+    return {
+        "id": subject.id,
+        "index": subject.plan.index,
+        "family": subject.family,
+        "n_lesions": len(subject.plan.lesions),
+        "lesion_voxels": int(np.count_nonzero(subject.label)),
+        "compartment_voxels": {CLASS_NAMES[c]: int(classes[c]) for c in CLASS_NAMES if classes[c]},
+        "label_voxels": {str(v): int(labels[v]) for v in range(1, 8) if labels[v]},
+        "lesion_slices_in_range": [z0 + int(z) for z in np.nonzero(area)[0]],
+        "healthy_slices_in_range": int((area == 0).sum()),
+        "largest_slice": {"z": z0 + best, "area_px": int(area[best]),
+                          "area_px_at_128": round(float(area[best]) * 128 * 128 / (nx * ny), 1)},
+        "lesion_radii_mm": [round(float(np.mean(lesion.axes)), 1) for lesion in subject.plan.lesions],
+        "attempts": subject.plan.attempts,
+    }
+
+
+def _write_subject(config: SyntheticConfig, index: int, root: Path, keep_sample: bool) -> dict[str, Any]:
+    """Worker: generate and write one subject; returns its summary (and figure slices on request)."""
+    subject = generate_subject(config, index)
+    affine = geometry(config.layout).affine
+    files = subject_files(root, config.layout, index)
+    for modality, volume in subject.images.items():
+        write_volume(files[modality], volume, affine)
+    write_volume(files[LABEL], subject.label, affine)
+    summary = summarise(subject, config)
+    if keep_sample:
+        z = summary["largest_slice"]["z"]
+        summary["_sample"] = {"id": subject.id, "family": subject.family, "z": z,
+                              "images": {m: v[:, :, z].copy() for m, v in subject.images.items()},
+                              "label": subject.classes[:, :, z].copy()}
+    return summary
+
+
+def _sample_indices(families: list[str]) -> set[int]:
+    chosen: list[int] = []
+    for fam in FAMILIES:
+        chosen += [i for i, f in enumerate(families) if f == fam][:SAMPLE_ROWS_PER_FAMILY]
+    return set(chosen)
+
+
+def _generate(root: Path, config: SyntheticConfig, workers: int, progress: bool) -> list[dict[str, Any]]:
+    from tqdm.auto import tqdm
+
+    samples = _sample_indices(subject_families(config))
+    summaries: list[dict[str, Any] | None] = [None] * config.n_subjects
+    bar = tqdm(total=config.n_subjects, desc=f"synthetic {config.layout}", unit="subject", disable=not progress)
+    with bar:
+        if workers <= 1 or config.n_subjects == 1:
+            for i in range(config.n_subjects):
+                summaries[i] = _write_subject(config, i, root, i in samples)
+                bar.update()
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+            with ProcessPoolExecutor(min(workers, config.n_subjects), mp_context=context) as pool:
+                futures = {pool.submit(_write_subject, config, i, root, i in samples): i
+                           for i in range(config.n_subjects)}
+                for future in as_completed(futures):
+                    summaries[futures[future]] = future.result()
+                    bar.update()
+    return summaries  # type: ignore[return-value]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _is_complete(root: Path, config: SyntheticConfig) -> bool:
+    try:
+        marker = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    if marker.get("config_hash") != config.config_hash():
+        return False
+    return all(p.is_file() for i in range(config.n_subjects)
+               for p in subject_files(root, config.layout, i).values())
+
+
+def _clear(root: Path) -> None:
+    """Empty ``root`` (except the lock) if the generator owns it; refuse to touch foreign data."""
+    entries = [p for p in root.iterdir() if p.name != LOCK]
+    if not entries:
+        return
+    if not ((root / MARKER).exists() or (root / IN_PROGRESS).exists()):
+        raise FileExistsError(
+            f"{root} is not empty and holds no {MARKER} or {IN_PROGRESS}: it was not written by the synthetic "
+            f"generator, which refuses to overwrite it. Point the synthetic dataset root at a new or empty folder."
+        )
+    log.info("synthetic data in %s are stale or incomplete: regenerating", root)
+    for p in entries:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def synthetic_dataset_hash(root: Path) -> str | None:
+    """Config hash of the complete synthetic set in ``root`` (None if there is none): include it in
+    caches of data read from ``root``, since regenerating keeps the path."""
+    try:
+        return json.loads((Path(root) / MARKER).read_text()).get("config_hash")
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int = 2, progress: bool = True) -> Path:
+    """Generate into root unless an identical set (same config hash, recorded in a marker file written LAST,
+    after all volumes) exists; returns root. A half-written set (no marker / different hash) is regenerated
+    cleanly.
+
+    Concurrent callers are serialised by a file lock in ``root``. A non-empty ``root`` that the generator
+    did not write is never deleted (:class:`FileExistsError`). Besides the volumes it writes
+    ``dataset_description.json`` (config, hash, per-subject family and lesion statistics) and
+    ``samples.png`` (sample slices of every contrast with the label outline).
+    """
+    from filelock import FileLock
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    digest = config.config_hash()
+    with FileLock(str(root / LOCK)):
+        if _is_complete(root, config):
+            log.info("synthetic data %s (config %s) already complete: not regenerated", root, digest)
+            return root
+        _clear(root)
+        _atomic_write_text(root / IN_PROGRESS, json.dumps({"config_hash": digest}))
+        started = time.perf_counter()
+        summaries = _generate(root, config, workers, progress)
+        seconds = time.perf_counter() - started
+        samples = [s.pop("_sample") for s in summaries if "_sample" in s]
+        samples.sort(key=lambda s: (FAMILIES.index(s["family"]), s["id"]))
+        geom = geometry(config.layout)
+        title = f"synthetic {config.layout} (config {digest}): largest lesion slice in z {config.slice_range}"
+        write_sample_figure(root / FIGURE, samples, MODALITIES[config.layout], geom.affine, title)
+        description = _description(config, geom, summaries, seconds, workers)
+        _atomic_write_text(root / DESCRIPTION, json.dumps(description, indent=1))
+        _atomic_write_text(root / MARKER, json.dumps({"config_hash": digest, "generator_version": GENERATOR_VERSION,
+                                                     "layout": config.layout, "n_subjects": config.n_subjects}))
+        (root / IN_PROGRESS).unlink()
+    log.info("synthetic data: %d %s subjects written to %s in %.1f s", config.n_subjects, config.layout, root, seconds)
+    return root
+
+
+def _description(config: SyntheticConfig, geom: Geometry, summaries: list[dict[str, Any]], seconds: float,
+                 workers: int) -> dict[str, Any]:
+    import nibabel
+    import nilearn
+    import scipy
+
+    if config.layout == "brats":
+        labels = {"1": "necrotic tumour core", "2": "peritumoural oedema (tumour subjects) or stroke lesion "
+                  "(stroke subjects)", "4": "enhancing tumour rim"}
+    else:
+        labels = {"1": "stroke lesion"}
+    return {
+        "name": f"synthetic-{config.layout}",
+        "generator": "datasets.synthetic",
+        "generator_version": GENERATOR_VERSION,
+        "config_hash": config.config_hash(),
+        "config": asdict(config),
+        "lesion_families_used": list(config.families),
+        "modalities": list(MODALITIES[config.layout]),
+        "labels": labels,
+        "grid": {"shape": list(geom.shape), "voxel_mm": [1.0, 1.0, 1.0], "affine": geom.affine.tolist(),
+                 "display": "datasets.synthetic_io.display_axial: radiological, anterior up"},
+        "anatomy": "nilearn MNI152 (ICBM 2009a sym) GM/WM templates and brain mask, CSF = mask - GM - WM; "
+                   "per-subject random affine + smooth deformation; lateral ventricles at z ~70-89 "
+                   "(BraTS/ISLES grids)",
+        "skull": "crude head shells (CSF/dura, skull, scalp) around the brain, 0 beyond"
+                 if config.layout == "atlas" else "skull-stripped: exactly 0 outside the brain",
+        "software": {"numpy": np.__version__, "scipy": scipy.__version__, "nilearn": nilearn.__version__,
+                     "nibabel": nibabel.__version__},
+        "generation_seconds": round(seconds, 1),
+        "workers": workers,
+        "subjects": summaries,
+    }
+
+
+__all__ = [
+    "SyntheticConfig",
+    "SyntheticSubject",
+    "ensure_synthetic_dataset",
+    "generate_subject",
+    "subject_families",
+    "subject_labels",
+    "subject_plan",
+    "synthetic_dataset_hash",
+    "label_values",
+]

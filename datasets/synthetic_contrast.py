@@ -1,0 +1,163 @@
+"""MR contrasts of the synthetic subjects: tissue and lesion intensities, bias field, Rician noise.
+
+Intensities are drawn per subject and contrast as ratios to the subject's white-matter level
+(:data:`TISSUE_RATIOS`, :data:`LESION_RATIOS`); a voxel's noise-free signal is the partial-volume mix
+of its GM/WM/CSF probabilities, lesions are blended in with soft edges and a mild texture, then a
+smooth multiplicative bias field (cubic polynomial, like TorchIO's ``RandomBiasField``) and Rician
+noise are applied. Outside the brain the signal is exactly 0 (skull-stripped, as in BraTS), except in
+the ATLAS layout, whose real data are not skull-stripped: there a crude head (CSF/dura, skull, scalp
+shells; :func:`add_head`) surrounds the brain and the rest is 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from datasets.synthetic_anatomy import AnatomyBox, interp_separable
+from datasets.synthetic_lesions import ENHANCING, NECROSIS, OEDEMA, STROKE, smooth_noise
+
+#: (low, high) ratio to WM of grey matter and CSF per contrast, drawn per subject.
+TISSUE_RATIOS: dict[str, dict[str, tuple[float, float]]] = {
+    "t1": {"gm": (0.62, 0.75), "csf": (0.22, 0.35)},
+    "t1ce": {"gm": (0.65, 0.78), "csf": (0.22, 0.35)},
+    "t2": {"gm": (1.25, 1.50), "csf": (2.4, 3.2)},
+    "flair": {"gm": (1.08, 1.30), "csf": (0.25, 0.40)},
+    "dwi": {"gm": (1.08, 1.30), "csf": (0.25, 0.40)},
+}
+#: (low, high) ratio to WM of each lesion compartment per contrast, drawn per subject.
+LESION_RATIOS: dict[int, dict[str, tuple[float, float]]] = {
+    OEDEMA: {"flair": (1.3, 1.8), "t2": (1.6, 2.2), "t1": (0.6, 0.8), "t1ce": (0.62, 0.82), "dwi": (1.0, 1.3)},
+    ENHANCING: {"flair": (1.2, 1.6), "t2": (1.3, 1.8), "t1": (0.6, 0.8), "t1ce": (1.4, 2.0), "dwi": (1.1, 1.5)},
+    NECROSIS: {"flair": (0.8, 1.3), "t2": (2.0, 2.8), "t1": (0.35, 0.55), "t1ce": (0.35, 0.55), "dwi": (0.4, 0.8)},
+    STROKE: {"flair": (1.3, 1.8), "t2": (1.6, 2.4), "t1": (0.45, 0.75), "t1ce": (0.45, 0.75), "dwi": (1.6, 2.6)},
+}
+#: Crude head of the ATLAS layout (T1): (outer distance from the brain in mm, ratio to WM) per shell.
+HEAD_SHELLS = ((2.5, 0.25), (8.0, 0.08), (13.0, 0.85))
+INT16_MAX = 32767
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """One contrast of one subject: levels, lesion ratios, bias coefficients, noise, seeds."""
+
+    name: str
+    wm: float  # white-matter level (arbitrary scanner units, as in BraTS)
+    gm_ratio: float
+    csf_ratio: float
+    lesion_ratios: dict[int, float]
+    bias: np.ndarray  # [4, 4, 4] polynomial coefficients c_ijk of x^i y^j z^k (i+j+k <= 3)
+    noise_sigma: float  # Rician noise std, same units as ``wm``
+    heterogeneity: float  # lesion texture amplitude (relative)
+
+    @staticmethod
+    def draw(rng: np.random.Generator, name: str, noise_level: float, bias_strength: float,
+             lesion_contrast: float) -> "Contrast":
+        tissue = TISSUE_RATIOS[name]
+        wm = rng.uniform(300.0, 1200.0)
+        gm = rng.uniform(*tissue["gm"])
+        csf = rng.uniform(*tissue["csf"])
+        lesion = {c: 1.0 + (rng.uniform(*r[name]) - 1.0) * lesion_contrast for c, r in LESION_RATIOS.items()}
+        bias = np.zeros((4, 4, 4))
+        for i in range(4):
+            for j in range(4 - i):
+                for k in range(4 - i - j):
+                    if i + j + k:
+                        bias[i, j, k] = rng.uniform(-1.0, 1.0) * bias_strength / (i + j + k)
+        sigma = noise_level * wm * rng.uniform(0.7, 1.3)
+        return Contrast(name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(rng.uniform(0.03, 0.08)))
+
+
+def draw_contrasts(rng: np.random.Generator, modalities: tuple[str, ...], noise_level: float,
+                   bias_strength: float, lesion_contrast: float) -> dict[str, Contrast]:
+    return {m: Contrast.draw(rng, m, noise_level, bias_strength, lesion_contrast) for m in modalities}
+
+
+def lesion_region(classes: np.ndarray, bbox: tuple[slice, ...], pad: int = 3) -> tuple[slice, ...] | None:
+    """Bounding box of all lesion voxels, padded, within ``bbox``."""
+    idx = np.argwhere(classes[bbox] > 0)
+    if idx.size == 0:
+        return None
+    lo, hi = idx.min(0) - pad, idx.max(0) + pad + 1
+    return tuple(slice(max(0, int(a)), min(s.stop - s.start, int(b))) for a, b, s in zip(lo, hi, bbox))
+
+
+def render(contrast: Contrast, anatomy: AnatomyBox, classes: np.ndarray, voxels: tuple[np.ndarray, ...],
+           shape: tuple[int, int, int], texture_seed: int, noise_rng: np.random.Generator,
+           head_ratio: np.ndarray | None = None) -> np.ndarray:
+    """The int16 volume of one contrast.
+
+    Args:
+        classes: the subject's lesion classes on the full grid.
+        voxels: full-grid indices of the non-zero voxels: the brain voxels of ``anatomy`` in
+            ``np.nonzero`` order, then (ATLAS) the head voxels whose T1 ratios are ``head_ratio``.
+    """
+    signal = contrast.wm * (anatomy.wm + contrast.gm_ratio * anatomy.gm + contrast.csf_ratio * anatomy.csf)
+    region = lesion_region(classes, anatomy.box)
+    if region is not None:
+        _paint(signal, region, classes[anatomy.box][region], anatomy.brain[region], contrast, texture_seed)
+    values = signal[anatomy.brain]
+    if head_ratio is not None:
+        values = np.concatenate([values, np.float32(contrast.wm) * head_ratio])
+    values = values * np.exp(_log_bias(contrast.bias, voxels, shape))
+    noise = noise_rng.standard_normal((2, values.size), dtype=np.float32) * np.float32(contrast.noise_sigma)
+    values = np.sqrt((values + noise[0]) ** 2 + noise[1] ** 2)  # Rician magnitude
+    volume = np.zeros(shape, np.int16)
+    volume[voxels] = np.clip(np.rint(values), 1, INT16_MAX).astype(np.int16)
+    return volume
+
+
+def _paint(signal: np.ndarray, region: tuple[slice, ...], classes: np.ndarray, brain: np.ndarray,
+           contrast: Contrast, texture_seed: int) -> None:
+    """Blend the lesion compartments into ``signal[region]`` with soft edges and a mild texture."""
+    lut = np.zeros(8, np.float32)
+    for c, ratio in contrast.lesion_ratios.items():
+        lut[c] = contrast.wm * ratio
+    mask = (classes > 0).astype(np.float32)
+    weight = ndi.gaussian_filter(mask, 0.7)
+    level = ndi.gaussian_filter(lut[classes] * mask, 0.7) / np.maximum(weight, 1e-3)
+    texture = smooth_noise(texture_seed, region, spacing=2.5, channels=1)[0]
+    level *= 1.0 + np.float32(contrast.heterogeneity) * texture
+    weight = np.minimum(weight * 1.5, 1.0) * brain  # ~1 inside the label, soft over ~1 voxel outside
+    signal[region] = signal[region] * (1.0 - weight) + level * weight
+
+
+def _log_bias(coeffs: np.ndarray, voxels: tuple[np.ndarray, ...], shape: tuple[int, int, int]) -> np.ndarray:
+    """Log bias field sum c_ijk x^i y^j z^k (x, y, z scaled to [-1, 1] over the grid) at ``voxels``.
+
+    Evaluated separably on the voxels' bounding box, then gathered.
+    """
+    lo = [int(v.min()) for v in voxels]
+    hi = [int(v.max()) + 1 for v in voxels]
+    powers = []
+    for a in range(3):
+        u = (2.0 * np.arange(lo[a], hi[a]) / (shape[a] - 1) - 1.0).astype(np.float32)
+        powers.append(np.stack([u**p for p in range(4)]))
+    x, y, z = powers
+    yz = np.einsum("ijk,jy,kz->iyz", coeffs.astype(np.float32), y, z)  # [4, ny, nz], small
+    field = np.zeros((hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), np.float32)
+    for i in range(4):
+        field += x[i][:, None, None] * yz[i][None]
+    return field[tuple(v - o for v, o in zip(voxels, lo))]
+
+
+def add_head(brain_full: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Voxels of a crude head around the brain and their T1 ratios to WM (ATLAS layout).
+
+    Distances are computed on a 2 mm grid and interpolated; returns (indices per axis, ratios).
+    """
+    coarse = brain_full[::2, ::2, ::2]
+    dist = ndi.distance_transform_edt(~coarse).astype(np.float32) * 2.0
+    pos = [np.arange(n) / 2.0 for n in brain_full.shape]
+    dist_full = interp_separable(dist, pos)
+    outer = HEAD_SHELLS[-1][0]
+    shell = (~brain_full) & (dist_full < outer)
+    d = dist_full[shell]
+    ratio = np.full(d.shape, HEAD_SHELLS[-1][1], np.float32)
+    for edge, value in reversed(HEAD_SHELLS[:-1]):
+        ratio[d < edge] = value
+    ratio *= np.clip((outer - d) / 1.5, 0.0, 1.0)  # soft outer edge of the scalp
+    keep = ratio > 0
+    return [i[keep] for i in np.nonzero(shell)], ratio[keep]

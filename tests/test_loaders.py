@@ -1,0 +1,476 @@
+"""Dataset loaders on tiny NIfTI fixtures in the real BraTS 2021 / ATLAS v2.0 / ISLES 2015 layouts:
+splits, normalisation, slice selection, area resizing, brain masks, cache, and every bad-input error."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+import datasets.cache
+import datasets.loader
+from datasets.config import DatasetConfig
+from datasets.errors import DatasetError
+from datasets.layouts import get_layout
+from datasets.loader import load_splits, read_subject
+from datasets.preprocess import (
+    mni152_brain_mask,
+    normalise_p90,
+    normalise_zscore,
+    resize_area,
+    select_slices,
+)
+from datasets.splits import seeded_split
+from tests.nifti_fixtures import (
+    ATLAS_AFFINE,
+    BRATS_MODALITIES,
+    ISLES_TAGS,
+    SHAPE,
+    SLICE_RANGE,
+    atlas_file,
+    brats_file,
+    isles_file,
+    lesion_slices,
+    write_atlas,
+    write_brats,
+    write_isles,
+    write_nifti,
+)
+
+MODALITIES = {"brats": BRATS_MODALITIES, "atlas": ("t1",), "isles": tuple(ISLES_TAGS)}
+WRITERS = {"brats": write_brats, "atlas": write_atlas, "isles": write_isles}
+
+
+def make_config(layout: str, root: Path, tmp_path: Path, **overrides) -> DatasetConfig:
+    fields = dict(
+        layout=layout,
+        root=root,
+        modalities=MODALITIES[layout],
+        image_size=16,  # 48 / 16 = 3: area resizing = 3x3 block means
+        slice_range=SLICE_RANGE,
+        split_fractions=(0.5, 0.25, 0.25),
+        cache_dir=tmp_path / "cache",
+    )
+    fields.update(overrides)
+    return DatasetConfig(**fields)
+
+
+def block_mean(x: np.ndarray, factor: int = 3) -> np.ndarray:
+    h, w = x.shape
+    return x.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+
+
+@pytest.fixture(scope="module")
+def brats(tmp_path_factory) -> tuple[Path, list[str]]:
+    root = tmp_path_factory.mktemp("brats") / "BraTS2021_Training_Data"
+    return root, write_brats(root)
+
+
+@pytest.fixture(scope="module")
+def brats_splits(brats, tmp_path_factory):
+    root, _ = brats
+    return load_splits(make_config("brats", root, tmp_path_factory.mktemp("c")), progress=False)
+
+
+# ---------------------------------------------------------------- pre-processing functions
+
+
+def test_normalise_p90_against_hand_computation() -> None:
+    volume = np.zeros((4, 4, 4), dtype=np.float32)
+    volume.flat[:11] = np.arange(1, 12)  # brain values 1..11: p90 (linear) = sorted[0.9 * 10] = 10
+    out = normalise_p90(volume)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, 6 * volume / 10 - 3, atol=1e-6)
+    assert np.all(out[volume == 0] == -3.0)
+    assert out.flat[9] == pytest.approx(3.0) and out.flat[10] == pytest.approx(3.6)  # p90 -> +3, no clipping
+    assert np.percentile(out[volume > 0], 90) == pytest.approx(3.0)
+
+
+def test_normalise_zscore_against_hand_computation() -> None:
+    volume = np.full((2, 2, 2), 500.0, dtype=np.float32)  # 500 = skull, outside the brain
+    brain = np.zeros((2, 2, 2), dtype=bool)
+    brain.flat[:5] = True
+    volume.flat[:5] = [1, 2, 3, 4, 5]  # mean 3, population std sqrt(2)
+    out = normalise_zscore(volume, brain)
+    np.testing.assert_allclose(out.flat[:5], (np.arange(1, 6) - 3) / np.sqrt(2), rtol=1e-6)
+    assert np.all(out[~brain] == -3.0)
+
+
+def test_area_resize_equals_block_averaging() -> None:
+    x = torch.rand(2, 3, 48, 48)
+    expected = x.reshape(2, 3, 16, 3, 16, 3).mean(dim=(3, 5))
+    torch.testing.assert_close(resize_area(x, 16, pad_value=-3.0), expected)
+    # non-square (ATLAS 197x233): padded symmetrically to a square with the background value first
+    y = torch.ones(1, 1, 2, 4)
+    out = resize_area(y, 2, pad_value=-3.0)  # padded to 4x4 (one row of -3 above and below), 2x2 blocks
+    torch.testing.assert_close(out, torch.full((1, 1, 2, 2), (2 * 1.0 + 2 * -3.0) / 4))
+
+
+def test_slice_selection_known_answer() -> None:
+    lesion = np.zeros((8, 8, 12), dtype=bool)
+    lesion[:3, :3, 1] = True  # area 9 but outside slice_range (2, 10)
+    lesion[:2, :2, 3] = True  # area 4
+    lesion[:2, :3, 5] = True  # area 6  <- largest in range, tie with z=7
+    lesion[:3, :2, 7] = True  # area 6
+    brain = np.ones_like(lesion)
+    brain[:, :, 9] = False  # empty brain: never a healthy slice
+    assert select_slices(lesion, brain, (2, 10), "lesion", "largest") == [5]
+    assert select_slices(lesion, brain, (2, 10), "lesion", "all") == [3, 5, 7]
+    assert select_slices(lesion, brain, (2, 10), "healthy") == [2, 4, 6, 8]
+    assert select_slices(lesion, brain, (8, 10), "lesion", "largest") == []
+
+
+def test_atlas_template_mask_is_nilearn_mni152_mask_on_its_grid_and_resampled_otherwise() -> None:
+    from nilearn.datasets import load_mni152_brain_mask
+
+    template = load_mni152_brain_mask(resolution=1)
+    native = mni152_brain_mask(template.shape, template.affine)
+    assert template.shape == (197, 233, 189)
+    np.testing.assert_array_equal(native, np.asanyarray(template.dataobj) > 0)
+    # on the coarse fixture grid: nearest template voxel of every voxel centre, computed by hand
+    coarse = mni152_brain_mask(SHAPE, ATLAS_AFFINE)
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), -1).reshape(-1, 3)
+    world = ijk @ ATLAS_AFFINE[:3, :3].T + ATLAS_AFFINE[:3, 3]
+    exact = (world - template.affine[:3, 3]) @ np.linalg.inv(template.affine[:3, :3]).T
+    src = np.rint(exact).astype(int)
+    inside = np.all((src >= 0) & (src < template.shape), axis=1)
+    expected = np.zeros(len(ijk), dtype=bool)
+    expected[inside] = native[tuple(src[inside].T)]
+    tie = np.any(np.abs(exact - np.floor(exact) - 0.5) < 1e-6, axis=1)  # two nearest voxels: either is right
+    np.testing.assert_array_equal(coarse.reshape(-1)[~tie], expected[~tie])
+    assert tie.mean() < 0.2
+    assert 0.2 < coarse.mean() < 0.8
+
+
+# ---------------------------------------------------------------- BraTS end to end
+
+
+def test_brats_splits_are_disjoint_seeded_and_cover_all_subjects(brats, brats_splits) -> None:
+    _, ids = brats
+    subjects = {name: set(getattr(brats_splits, name).subjects) for name in ("train", "val", "test")}
+    expected = seeded_split(ids, (0.5, 0.25, 0.25), seed=0)
+    assert expected["train"] and expected["val"] and expected["test"]
+    assert subjects["train"] == set(expected["train"]) and subjects["val"] == set(expected["val"])
+    assert subjects["test"] == set(expected["test"])  # every test subject has a lesion in range
+    assert brats_splits.name == "brats" and len(brats_splits.preprocess_hash) == 12
+    assert brats_splits.train.modalities == BRATS_MODALITIES
+    assert brats_splits.train.images.shape[1:] == (4, 16, 16) and brats_splits.train.images.dtype == torch.float32
+
+
+def test_brats_test_split_is_the_largest_lesion_slice(brats_splits) -> None:
+    test = brats_splits.test
+    for subject, z in zip(test.subjects, test.slice_index):
+        assert z == 9 + int(subject[-5:])  # side-6 lesion, the largest of the subject
+    # the 6x6 lesion at x 20..25, y 26..31 touches 3x3 blocks of 3x3 voxels: binarised > 0 after resizing
+    assert test.labels.dtype == torch.bool
+    assert test.labels.sum(dim=(1, 2)).tolist() == [9] * len(test)
+
+
+def test_brats_train_and_val_have_no_lesion_voxel(brats_splits) -> None:
+    for split in (brats_splits.train, brats_splits.val):
+        assert not split.labels.any()
+        for subject, z in zip(split.subjects, split.slice_index):
+            assert z not in lesion_slices(int(subject[-5:])) and SLICE_RANGE[0] <= z < SLICE_RANGE[1]
+        per_subject = {s: split.subjects.count(s) for s in set(split.subjects)}
+        assert set(per_subject.values()) == {SLICE_RANGE[1] - SLICE_RANGE[0] - 3}  # all range slices but 3
+
+
+def test_brats_slices_match_hand_pipeline(brats, brats_splits) -> None:
+    """Slice = raw[:, :, z], normalised at raw resolution, then 3x3 block means; brain mask soft."""
+    root, _ = brats
+    train = brats_splits.train
+    k = 5
+    subject, z = train.subjects[k], train.slice_index[k]
+    i = int(subject[-5:])
+    for c, modality in enumerate(BRATS_MODALITIES):
+        raw = np.asanyarray(nib.load(brats_file(root, i, modality)).dataobj).astype(np.float32)
+        np.testing.assert_allclose(train.images[k, c].numpy(), block_mean(normalise_p90(raw)[:, :, z]), atol=1e-5)
+    flair = np.asanyarray(nib.load(brats_file(root, i, "flair")).dataobj)
+    soft = block_mean((flair[:, :, z] > 0).astype(np.float32))
+    np.testing.assert_allclose(train.brain[k].numpy(), soft, atol=1e-6)
+    assert ((soft > 0) & (soft < 1)).any()  # the disk's edge is soft
+    assert train.images[k, 0, 0, 0] == -3.0  # corner block: background only
+
+
+def test_binarized_brain_mask_is_the_soft_mask_above_one_half(brats, brats_splits, tmp_path) -> None:
+    root, _ = brats
+    hard = load_splits(make_config("brats", root, tmp_path, binarize_brain=True), progress=False)
+    assert set(hard.train.brain.unique().tolist()) == {0.0, 1.0}
+    torch.testing.assert_close(hard.train.brain, (brats_splits.train.brain > 0.5).float())
+    assert hard.preprocess_hash != brats_splits.preprocess_hash
+
+
+def test_test_slices_all_takes_every_lesion_slice_in_range(brats, tmp_path) -> None:
+    root, _ = brats
+    test = load_splits(make_config("brats", root, tmp_path, test_slices="all"), progress=False).test
+    for subject in set(test.subjects):
+        i = int(subject[-5:])
+        z = [z for s, z in zip(test.subjects, test.slice_index) if s == subject]
+        assert z == [z for z in sorted(lesion_slices(i)) if SLICE_RANGE[0] <= z < SLICE_RANGE[1]]
+
+
+def test_split_file_and_max_subjects(brats, tmp_path) -> None:
+    root, ids = brats
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps({"train": ids[3:], "val": [ids[1]], "test": [ids[0], ids[2]]}))
+    splits = load_splits(make_config("brats", root, tmp_path, split_file=split_file), progress=False)
+    assert set(splits.train.subjects) == set(ids[3:]) and set(splits.val.subjects) == {ids[1]}
+    assert set(splits.test.subjects) == {ids[0], ids[2]}
+    small = load_splits(make_config("brats", root, tmp_path, split_file=split_file, max_subjects=4), progress=False)
+    assert set(small.train.subjects) == {ids[3]} and set(small.test.subjects) == {ids[0], ids[2]}
+    seeded = load_splits(make_config("brats", root, tmp_path, max_subjects=3), progress=False)
+    assert {s for part in (seeded.train, seeded.val, seeded.test) for s in part.subjects} <= set(ids[:3])
+
+
+def test_seeded_split_is_deterministic_with_every_split_non_empty() -> None:
+    ids = [f"s{i}" for i in range(20)]
+    a = seeded_split(ids, (0.79, 0.10, 0.11), seed=0)
+    assert a == seeded_split(list(reversed(ids)), (0.79, 0.10, 0.11), seed=0)
+    assert [len(a[k]) for k in ("train", "val", "test")] == [16, 2, 2]
+    assert sorted(a["train"] + a["val"] + a["test"]) == sorted(ids)
+    assert a != seeded_split(ids, (0.79, 0.10, 0.11), seed=1)
+    assert [len(v) for v in seeded_split(ids[:3], (0.79, 0.10, 0.11), seed=0).values()] == [1, 1, 1]
+    assert [len(seeded_split([f"b{i}" for i in range(1251)], (0.79, 0.10, 0.11), 0)[k]) for k in ("train", "val", "test")] == [988, 125, 138]
+
+
+# ---------------------------------------------------------------- cache
+
+
+def test_second_load_reads_no_nifti_and_changed_files_are_reread(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33))
+    first = load_splits(config, progress=False)
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert files == sorted(f"brats__{s}__{config.preprocess_hash()}.pt" for s in ("train", "val", "test"))
+
+    reads = []
+    real_read = datasets.loader.read_volume
+    monkeypatch.setattr(datasets.loader, "read_volume", lambda path: reads.append(path) or real_read(path))
+    second = load_splits(config, progress=False)
+    assert reads == []
+    for name in ("train", "val", "test"):
+        a, b = getattr(first, name), getattr(second, name)
+        assert torch.equal(a.images, b.images) and torch.equal(a.brain, b.brain) and torch.equal(a.labels, b.labels)
+        assert a.subjects == b.subjects and a.slice_index == b.slice_index and a.modalities == b.modalities
+    assert (second.name, second.preprocess_hash) == (first.name, first.preprocess_hash)
+
+    changed = brats_file(root, 0, "t2")
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    load_splits(config, progress=False)
+    assert changed in reads  # data replaced in place: cache rebuilt, not silently reused
+
+
+def test_cache_write_is_atomic(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33))
+
+    def crash(obj, f):
+        f.write(b"half a cache file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(datasets.cache.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        load_splits(config, progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []  # no cache file, no temporary file
+    monkeypatch.undo()
+    assert len(load_splits(config, progress=False).train) > 0
+
+
+def test_default_cache_dir_is_under_cwd_not_the_dataset(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    before = sorted(root.rglob("*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33), cache_dir=None)
+    load_splits(config, progress=False)
+    assert len(list((work / ".slice_cache").glob("*.pt"))) == 3
+    assert sorted(root.rglob("*")) == before
+
+
+# ---------------------------------------------------------------- ATLAS and ISLES
+
+
+def test_atlas_nested_release_layout_skull_stripped_with_template(tmp_path) -> None:
+    root = tmp_path / "ATLAS_2"
+    ids = write_atlas(tmp_path)  # writes tmp_path/ATLAS_2/Training/R001/sub-r001s00X/ses-1/anat/...
+    config = make_config("atlas", root, tmp_path)
+    splits = load_splits(config, progress=False)
+    assert {s for part in (splits.train, splits.val, splits.test) for s in part.subjects} == set(ids)
+    for subject, z in zip(splits.test.subjects, splits.test.slice_index):
+        assert z == 9 + int(subject[-3:]) - 1
+    assert splits.train.modalities == ("t1",) and not splits.train.labels.any()
+
+    layout = get_layout("atlas")
+    files = layout.subject_files(ids[0], atlas_file(root.parent, 0, "T1w").parent, ("t1",))
+    volumes = read_subject(layout, files, config)
+    np.testing.assert_array_equal(volumes.brain, mni152_brain_mask(SHAPE, ATLAS_AFFINE))
+    t1 = volumes.images[0]
+    assert np.all(t1[~volumes.brain] == -3.0)  # skull (bright in the raw T1) stripped to the background
+    assert t1[volumes.brain].mean() == pytest.approx(0.0, abs=1e-5)
+    assert t1[volumes.brain].std() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_isles_layout_ot_label_and_zscore(tmp_path) -> None:
+    root = tmp_path / "SISS2015_Training"
+    ids = write_isles(root)
+    config = make_config("isles", root, tmp_path)
+    splits = load_splits(config, progress=False)
+    assert splits.test.modalities == ("flair", "t1", "t2", "dwi")
+    assert {s for part in (splits.train, splits.val, splits.test) for s in part.subjects} == set(ids)
+    for subject, z in zip(splits.test.subjects, splits.test.slice_index):
+        assert z == 9 + int(subject) - 1
+    assert splits.test.labels.sum(dim=(1, 2)).tolist() == [9] * len(splits.test)
+
+    layout = get_layout("isles")
+    files = layout.subject_files("2", root / "2", config.modalities)
+    assert files.label.name.startswith("VSD.Brain_3more.XX.O.OT.")
+    volumes = read_subject(layout, files, config)
+    for image in volumes.images:
+        assert image[volumes.brain].mean() == pytest.approx(0.0, abs=1e-5)
+        assert image[volumes.brain].std() == pytest.approx(1.0, abs=1e-5)
+        assert np.all(image[~volumes.brain] == -3.0)
+
+
+def test_files_are_found_case_insensitively_as_nii_or_nii_gz(tmp_path) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    flair = brats_file(root, 1, "flair")
+    write_nifti(flair.with_name("BraTS2021_00001_FLAIR.nii"), np.asanyarray(nib.load(flair).dataobj))
+    flair.unlink()
+    splits = load_splits(make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    assert "BraTS2021_00001" in splits.train.subjects + splits.val.subjects + splits.test.subjects
+
+
+# ---------------------------------------------------------------- bad input: clear errors
+
+
+def _replace(path: Path, change) -> None:
+    """Rewrite a NIfTI file with ``change(data)`` applied to a float copy of its data."""
+    image = nib.load(path)
+    data = np.asanyarray(image.dataobj).astype(np.float32)
+    data = change(data)
+    path.unlink()
+    write_nifti(path, data, image.affine)
+
+
+def _nan(d):
+    d[1, 2, 3] = np.nan
+    return d
+
+
+def _inf(d):
+    d[1, 2, 3] = np.inf
+    return d
+
+
+def _value(v):
+    def change(d):
+        d[20, 26, 7] = v
+        return d
+
+    return change
+
+
+BRATS_CASES = {
+    "missing modality": (lambda r: brats_file(r, 1, "t2").unlink(), ["missing", "BraTS2021_00001_t2.nii.gz"]),
+    "missing label": (lambda r: brats_file(r, 2, "seg").unlink(), ["missing", "BraTS2021_00002_seg.nii.gz"]),
+    "modality shapes differ": (
+        lambda r: _replace(brats_file(r, 1, "t1"), lambda d: d[:, :, :-1]),
+        ["BraTS2021_00001_t1.nii.gz", "shape (48, 48, 23)", "BraTS2021_00001_flair", "one voxel grid"],
+    ),
+    "label shape differs": (
+        lambda r: _replace(brats_file(r, 0, "seg"), lambda d: d[:-2]),
+        ["BraTS2021_00000_seg.nii.gz", "shape (46, 48, 24)", "one voxel grid"],
+    ),
+    "nan voxel": (lambda r: _replace(brats_file(r, 2, "t1ce"), _nan), ["BraTS2021_00002_t1ce.nii.gz", "NaN/inf", "finite"]),
+    "inf voxel": (lambda r: _replace(brats_file(r, 0, "flair"), _inf), ["BraTS2021_00000_flair.nii.gz", "NaN/inf"]),
+    "empty brain mask": (
+        lambda r: _replace(brats_file(r, 1, "flair"), np.zeros_like),
+        ["BraTS2021_00001_flair.nii.gz", "empty brain mask", "first modality > 0"],
+    ),
+    "label value outside set": (
+        lambda r: _replace(brats_file(r, 2, "seg"), _value(3)),
+        ["BraTS2021_00002_seg.nii.gz", "[3.0]", "[0, 1, 2, 4]"],
+    ),
+    "unreadable file": (lambda r: brats_file(r, 0, "t1").write_bytes(b"not nifti"), ["BraTS2021_00000_t1.nii.gz", "cannot read"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BRATS_CASES))
+def test_bad_brats_input_names_file_and_expectation(case, tmp_path) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    damage, expected = BRATS_CASES[case]
+    damage(root)
+    with pytest.raises(DatasetError) as error:
+        load_splits(make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    for text in expected:
+        assert text in str(error.value)
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+
+
+def test_bad_atlas_and_isles_labels_and_missing_files(tmp_path) -> None:
+    atlas = tmp_path / "atlas"
+    write_atlas(atlas, n=3)
+    _replace(atlas_file(atlas, 1, "label-L_desc-T1lesion_mask"), _value(2))
+    with pytest.raises(DatasetError, match=r"sub-r001s002_ses-1_.*mask\.nii\.gz: label values \[2\.0\] outside .*\[0, 1\]"):
+        load_splits(make_config("atlas", atlas, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    atlas_file(atlas, 1, "label-L_desc-T1lesion_mask").unlink()
+    with pytest.raises(DatasetError, match=r"missing lesion mask of sub-r001s002: expected .*anat/sub-r001s002_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask\.nii\.gz"):
+        load_splits(make_config("atlas", atlas, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+
+    isles = tmp_path / "isles"
+    write_isles(isles, n=3)
+    _replace(isles_file(isles, 2, "OT"), _value(2))
+    with pytest.raises(DatasetError, match=r"VSD\.Brain_3more\.XX\.O\.OT\.\d+\.nii: label values \[2\.0\] outside the ISLES"):
+        load_splits(make_config("isles", isles, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    isles_file(isles, 0, "DWI").unlink()
+    with pytest.raises(DatasetError, match=r"missing dwi image of ISLES subject 1: expected .*/1/VSD\.Brain\.XX\.O\.MR_DWI\.<id>/VSD\.Brain\.XX\.O\.MR_DWI\.<id>\.nii"):
+        load_splits(make_config("isles", isles, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+
+
+def test_bad_roots_modalities_splits_and_ranges(tmp_path) -> None:
+    with pytest.raises(DatasetError, match=r"dataset root .*nowhere does not exist; expected the BraTS 2021 folder"):
+        load_splits(make_config("brats", tmp_path / "nowhere", tmp_path), progress=False)
+    (tmp_path / "empty").mkdir()
+    for layout, pattern in [("brats", "BraTS2021_XXXXX"), ("atlas", "T1w"), ("isles", "<n>")]:
+        with pytest.raises(DatasetError, match=rf"no .* subject found under .*empty: expected .*{pattern}"):
+            load_splits(make_config(layout, tmp_path / "empty", tmp_path), progress=False)
+
+    root = tmp_path / "data"
+    ids = write_brats(root, n=3)
+    with pytest.raises(DatasetError, match=r"unknown modality 'dwi'; expected one of \['flair', 't1', 't1ce', 't2'\]"):
+        load_splits(make_config("brats", root, tmp_path, modalities=("flair", "dwi")), progress=False)
+    with pytest.raises(DatasetError, match=r"unknown modality 't1ce'.*\['t1'\]"):
+        load_splits(make_config("atlas", root, tmp_path, modalities=("t1ce",)), progress=False)
+    with pytest.raises(DatasetError, match=r"BraTS2021_0000\d_flair\.nii\.gz: 24 axial slices; expected at least 30"):
+        load_splits(make_config("brats", root, tmp_path, slice_range=(4, 30), split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    with pytest.raises(DatasetError, match=r"2 subject\(s\) in .*: a seeded train/val/test split needs at least 3"):
+        load_splits(make_config("brats", root, tmp_path, max_subjects=2), progress=False)
+
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps({"train": [ids[0], "BraTS2021_99999"], "val": [ids[1]], "test": [ids[2]]}))
+    with pytest.raises(DatasetError, match=r"split\.json: 1 subject id\(s\) not found in .*\['BraTS2021_99999'\]"):
+        load_splits(make_config("brats", root, tmp_path, split_file=split_file), progress=False)
+    split_file.write_text(json.dumps({"train": ids[:2], "test": ids[2:]}))
+    with pytest.raises(DatasetError, match=r"split\.json has keys \['test', 'train'\]; expected exactly"):
+        load_splits(make_config("brats", root, tmp_path, split_file=split_file), progress=False)
+
+
+def test_config_change_uses_a_new_cache_file(brats, tmp_path) -> None:
+    root, _ = brats
+    config = make_config("brats", root, tmp_path)
+    load_splits(config, progress=False)
+    other = dataclasses.replace(config, image_size=24)
+    assert load_splits(other, progress=False).train.image_size == (24, 24)
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 6
