@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Callable, Iterable
 
 import torch
 
@@ -54,7 +54,7 @@ def source_fingerprint(root: Path, paths: Iterable[Path], splits: dict[str, list
 
 
 def save_slices(path: Path, slices: SliceSet, fingerprint: str) -> None:
-    """Write atomically: temporary file in the same folder, fsync, ``os.replace``."""
+    """Write one split's cache file atomically (:func:`atomic_write`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "fingerprint": fingerprint,
@@ -65,10 +65,16 @@ def save_slices(path: Path, slices: SliceSet, fingerprint: str) -> None:
         "subjects": slices.subjects,
         "slice_index": slices.slice_index,
     }
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """``write(f)`` into a temporary file next to ``path``, fsync, then ``os.replace`` onto ``path``:
+    readers see the old file or the complete new one, and a failure leaves no temporary file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

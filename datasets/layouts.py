@@ -14,7 +14,7 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -232,7 +232,8 @@ class IslesLayout(Layout):
 LAYOUTS: dict[str, Layout] = {layout.key: layout for layout in (BratsLayout(), AtlasLayout(), IslesLayout())}
 
 
-def get_layout(key: Literal["brats", "atlas", "isles"] | str) -> Layout:
+def get_layout(key: str) -> Layout:
+    """The layout of ``DatasetConfig.layout``: ``brats``, ``atlas`` or ``isles``."""
     if key not in LAYOUTS:
         raise DatasetError(f"unknown dataset layout {key!r}; expected one of {list(LAYOUTS)}")
     return LAYOUTS[key]

@@ -15,6 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 ROLES = {"train": "healthy", "val": "healthy", "test": "lesion"}
 
 MAX_WORKERS = 8
-"""Subjects pre-processed concurrently (threads; gzip inflation and numpy release the GIL)."""
+"""Subjects pre-processed concurrently, in threads: most of the time goes to zlib inflation and numpy,
+which release the GIL."""
 
 
 def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
@@ -148,16 +150,21 @@ def read_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig) -> 
     return SubjectVolumes(images, brain, label > 0)
 
 
-def preprocess_subject(
-    layout: Layout, files: SubjectFiles, config: DatasetConfig, role: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[int]]:
-    """The subject's slices of one split role, resized: images, brain, labels and their z indices."""
+class SubjectSlices(NamedTuple):
+    """The slices one subject contributes to its split (``[k, C, S, S]``, ``[k, S, S]`` x 2, k indices)."""
+
+    images: torch.Tensor
+    brain: torch.Tensor
+    labels: torch.Tensor
+    slice_index: list[int]
+
+
+def preprocess_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig, role: str) -> SubjectSlices:
+    """The subject's slices for a split of the given role (``healthy`` or ``lesion``), resized."""
     volumes = read_subject(layout, files, config)
     z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices)  # type: ignore[arg-type]
-    images, brain, labels = slices_to_tensors(
-        volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain
-    )
-    return images, brain, labels, z
+    tensors = slices_to_tensors(volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain)
+    return SubjectSlices(*tensors, z)
 
 
 def _build(
@@ -169,47 +176,47 @@ def _build(
 ) -> dict[str, SliceSet]:
     jobs = [(split, subject) for split in SPLIT_NAMES for subject in splits[split]]
 
-    def run(job: tuple[str, str]):
+    def run(job: tuple[str, str]) -> SubjectSlices:
         split, subject = job
         return preprocess_subject(layout, files[subject], config, ROLES[split])
 
-    parts: dict[str, list] = {split: [] for split in SPLIT_NAMES}
+    parts: dict[str, list[tuple[str, SubjectSlices]]] = {split: [] for split in SPLIT_NAMES}
     workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs))
     bar = tqdm(total=len(jobs), desc=f"{config.display_name}: pre-processing", unit="subject", disable=not progress)
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
         with bar:
             for (split, subject), result in zip(jobs, pool.map(run, jobs)):
-                parts[split].append((subject, *result))
+                parts[split].append((subject, result))
                 bar.update()
     finally:  # on an error, do not wait for the remaining subjects
         pool.shutdown(wait=True, cancel_futures=True)
 
-    no_lesion = [subject for subject, *_, z in parts["test"] if not z]
+    no_lesion = [subject for subject, result in parts["test"] if not result.slice_index]
     if no_lesion:
         log.info(
             "%s: %d of %d test subjects have no lesion voxel in slice_range %s and are skipped: %s",
             config.display_name, len(no_lesion), len(parts["test"]), tuple(config.slice_range), no_lesion[:10],
         )
-    result = {}
+    slice_sets = {}
     for split in SPLIT_NAMES:
-        kept = [p for p in parts[split] if p[4]]
+        kept = [(subject, result) for subject, result in parts[split] if result.slice_index]
         if not kept:
             kind = "lesion" if ROLES[split] == "lesion" else "healthy (lesion-free, non-empty brain)"
             raise DatasetError(
                 f"{config.root}: no {kind} slice in slice_range {tuple(config.slice_range)} among the "
                 f"{len(parts[split])} {split} subject(s); expected at least one"
             )
-        result[split] = SliceSet(
-            images=torch.cat([p[1] for p in kept]),
-            brain=torch.cat([p[2] for p in kept]),
-            labels=torch.cat([p[3] for p in kept]),
+        slice_sets[split] = SliceSet(
+            images=torch.cat([r.images for _, r in kept]),
+            brain=torch.cat([r.brain for _, r in kept]),
+            labels=torch.cat([r.labels for _, r in kept]),
             modalities=tuple(config.modalities),
-            subjects=tuple(p[0] for p in kept for _ in p[4]),
-            slice_index=tuple(z for p in kept for z in p[4]),
+            subjects=tuple(subject for subject, r in kept for _ in r.slice_index),
+            slice_index=tuple(z for _, r in kept for z in r.slice_index),
         )
     log.info(
         "%s: %d train / %d val healthy slices, %d test lesion slices",
-        config.display_name, len(result["train"]), len(result["val"]), len(result["test"]),
+        config.display_name, len(slice_sets["train"]), len(slice_sets["val"]), len(slice_sets["test"]),
     )
-    return result
+    return slice_sets

@@ -414,6 +414,7 @@ def test_bad_brats_input_names_file_and_expectation(case, tmp_path) -> None:
     damage(root)
     with pytest.raises(DatasetError) as error:
         load_splits(make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    assert str(root) in str(error.value)  # the full path of the file at fault
     for text in expected:
         assert text in str(error.value)
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
@@ -455,6 +456,8 @@ def test_bad_roots_modalities_splits_and_ranges(tmp_path) -> None:
         load_splits(make_config("atlas", root, tmp_path, modalities=("t1ce",)), progress=False)
     with pytest.raises(DatasetError, match=r"BraTS2021_0000\d_flair\.nii\.gz: 24 axial slices; expected at least 30"):
         load_splits(make_config("brats", root, tmp_path, slice_range=(4, 30), split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    with pytest.raises(DatasetError, match=r"no lesion slice in slice_range \(0, 4\) among the 1 test subject\(s\)"):
+        load_splits(make_config("brats", root, tmp_path, slice_range=(0, 4), split_fractions=(0.34, 0.33, 0.33)), progress=False)
     with pytest.raises(DatasetError, match=r"2 subject\(s\) in .*: a seeded train/val/test split needs at least 3"):
         load_splits(make_config("brats", root, tmp_path, max_subjects=2), progress=False)
 
