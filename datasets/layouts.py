@@ -180,8 +180,12 @@ class AtlasLayout(Layout):
                         folder / f"{subject}_ses-1_{self._space}_T1w.nii.gz")
         session = t1.name.split("_")[1]
         label_name = f"{subject}_{session}_{self._space}_label-L_desc-T1lesion_mask"
-        label = _find_file(files, rf"{re.escape(label_name)}{NII}", f"lesion mask of {subject}",
-                           folder / f"{label_name}.nii.gz")
+        try:
+            label = _find_file(files, rf"{re.escape(label_name)}{NII}", f"lesion mask of {subject}",
+                               folder / f"{label_name}.nii.gz")
+        except DatasetError as error:
+            hint = "ATLAS_2/Testing has no public masks: point the root at ATLAS_2/Training"
+            raise DatasetError(f"{error} ({hint})") from None
         return SubjectFiles(subject, (t1,), label)
 
     def brain_mask(self, first_image: np.ndarray, affine: np.ndarray) -> np.ndarray:

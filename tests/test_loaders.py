@@ -427,7 +427,7 @@ def test_bad_atlas_and_isles_labels_and_missing_files(tmp_path) -> None:
     with pytest.raises(DatasetError, match=r"sub-r001s002_ses-1_.*mask\.nii\.gz: label values \[2\.0\] outside .*\[0, 1\]"):
         load_splits(make_config("atlas", atlas, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
     atlas_file(atlas, 1, "label-L_desc-T1lesion_mask").unlink()
-    with pytest.raises(DatasetError, match=r"missing lesion mask of sub-r001s002: expected .*anat/sub-r001s002_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask\.nii\.gz"):
+    with pytest.raises(DatasetError, match=r"missing lesion mask of sub-r001s002: expected .*anat/sub-r001s002_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask\.nii\.gz .*point the root at ATLAS_2/Training"):
         load_splits(make_config("atlas", atlas, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
 
     isles = tmp_path / "isles"
