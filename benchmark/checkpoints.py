@@ -7,14 +7,13 @@ changed config never silently reuses stale weights.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from datasets.cache import atomic_write
 from methods.base import TrainLog
 
 
@@ -31,14 +30,7 @@ class CheckpointStore:
     def save(self, path: Path, state: dict[str, Any], log: TrainLog) -> None:
         """Atomic save (temporary file + rename): a crash never leaves a truncated checkpoint."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"state": state, "train_log": asdict(log)}, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: torch.save({"state": state, "train_log": asdict(log)}, f))
 
     def load(self, path: Path, device: torch.device) -> tuple[dict[str, Any], TrainLog]:
         payload = torch.load(path, map_location=device, weights_only=True)

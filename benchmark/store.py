@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from datasets.cache import atomic_write
 
 
 class ResultsStore:
@@ -38,15 +38,15 @@ class ResultsStore:
         """Store the arrays (if any) first, then the rows; the rows file marks the cell finished."""
         if arrays:
             self.arrays_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **arrays))
+            atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **arrays))
         payload = json.dumps([_jsonable(r) for r in rows], indent=1, allow_nan=False)
         self.rows_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
+        atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
 
     def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         """Store arrays shared by several cells (e.g. the test inputs and labels), atomically."""
         self.arrays_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.arrays_dir / f"{name}.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(self.arrays_dir / f"{name}.npz", lambda f: np.savez_compressed(f, **arrays))
 
     def has_arrays(self, name: str) -> bool:
         return (self.arrays_dir / f"{name}.npz").exists()
@@ -66,19 +66,6 @@ class ResultsStore:
         """The arrays stored with a cell (anomaly maps, reconstructions, ...) or by ``write_arrays``."""
         with np.load(self.arrays_dir / f"{name}.npz") as data:
             return {k: data[k] for k in data.files}
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
