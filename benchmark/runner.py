@@ -71,7 +71,9 @@ def prepare_data(cfg: DictConfig) -> Splits:
     if synthetic:
         options = OmegaConf.to_container(synthetic, resolve=True)
         ensure_synthetic_dataset(
-            data.root, SyntheticConfig(layout=data.layout, **options), progress=cfg.progress  # type: ignore[arg-type]
+            data.root,
+            SyntheticConfig(layout=data.layout, slice_range=data.slice_range, **options),  # type: ignore[arg-type]
+            progress=cfg.progress,
         )
     return load_splits(data, progress=cfg.progress)
 

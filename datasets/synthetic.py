@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -43,12 +44,11 @@ from datasets.synthetic_anatomy import (
     nominal_anatomy,
     warp_box,
 )
-from datasets.synthetic_contrast import add_head, draw_contrasts, render
+from datasets.synthetic_contrast import BrainVoxels, add_head, draw_contrasts, render
 from datasets.synthetic_io import LABEL, MODALITIES, subject_files, subject_id, write_sample_figure, write_volume
 from datasets.synthetic_lesions import (
     CLASS_NAMES,
     MIN_LESION_VOXELS,
-    NECROSIS,
     STROKE,
     Lesion,
     draw_lesion,
@@ -58,7 +58,7 @@ from datasets.synthetic_lesions import (
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump whenever the generated arrays change for the same config
+GENERATOR_VERSION = 2  # bump whenever the generated arrays change for the same config
 FAMILIES = ("tumour", "stroke")
 LAYOUT_FAMILIES = {"brats": ("tumour", "stroke"), "atlas": ("stroke",), "isles": ("stroke",)}
 MARKER = ".synthetic_complete.json"  # written last: the set is complete and has this config hash
@@ -102,8 +102,8 @@ class SyntheticConfig:
     lesion_families: tuple[str, ...] = ("tumour", "stroke")
     tumour_count: tuple[int, int] = (1, 2)
     stroke_count: tuple[int, int] = (1, 3)
-    tumour_radius_mm: tuple[float, float] = (15.0, 48.0)
-    stroke_radius_mm: tuple[float, float] = (4.0, 32.0)
+    tumour_radius_mm: tuple[float, float] = (18.0, 50.0)
+    stroke_radius_mm: tuple[float, float] = (4.0, 36.0)
     max_lesion_z_mm: float = 20.0
     slice_range: tuple[int, int] = (70, 90)
     min_healthy_slices: int = 5
@@ -321,13 +321,10 @@ def generate_subject(config: SyntheticConfig, index: int, with_tissue: bool = Fa
     texture_seed = int(rng.integers(2**31))
     brain = np.zeros(geom.shape, bool)
     brain[anatomy.box] = anatomy.brain
-    voxels = tuple(v + s.start for v, s in zip(np.nonzero(anatomy.brain), anatomy.box))
-    head_ratio = None
-    if config.layout == "atlas":  # not skull-stripped: a crude head around the brain
-        head_voxels, head_ratio = add_head(brain)
-        voxels = tuple(np.concatenate([v, h]) for v, h in zip(voxels, head_voxels))
+    head = add_head(brain) if config.layout == "atlas" else None  # ATLAS is not skull-stripped
+    voxels = BrainVoxels.of(anatomy)
     noise_rng = _rng(config, STREAM_NOISE, index)
-    images = {m: render(contrasts[m], anatomy, plan.classes, voxels, geom.shape, texture_seed, noise_rng, head_ratio)
+    images = {m: render(contrasts[m], voxels, anatomy.box, plan.classes, geom.shape, texture_seed, noise_rng, head)
               for m in modalities}
     tissue = None
     if with_tissue:
@@ -382,6 +379,15 @@ def _write_subject(config: SyntheticConfig, index: int, root: Path, keep_sample:
     return summary
 
 
+def _single_threaded() -> None:
+    """Worker initialiser: one core per worker (no BLAS/OpenMP thread oversubscription)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return
+    threadpool_limits(1)
+
+
 def _sample_indices(families: list[str]) -> set[int]:
     chosen: list[int] = []
     for fam in FAMILIES:
@@ -396,18 +402,23 @@ def _generate(root: Path, config: SyntheticConfig, workers: int, progress: bool)
     summaries: list[dict[str, Any] | None] = [None] * config.n_subjects
     bar = tqdm(total=config.n_subjects, desc=f"synthetic {config.layout}", unit="subject", disable=not progress)
     with bar:
-        if workers <= 1 or config.n_subjects == 1:
-            for i in range(config.n_subjects):
+        if workers > 1 and config.n_subjects > 1:
+            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+            try:
+                with ProcessPoolExecutor(min(workers, config.n_subjects), mp_context=context,
+                                         initializer=_single_threaded) as pool:
+                    futures = {pool.submit(_write_subject, config, i, root, i in samples): i
+                               for i in range(config.n_subjects)}
+                    for future in as_completed(futures):
+                        summaries[futures[future]] = future.result()
+                        bar.update()
+            except BrokenProcessPool as error:  # e.g. a __main__ that spawned workers cannot re-import
+                log.warning("synthetic data: worker processes failed (%s); generating the rest in this process",
+                            error)
+        for i in range(config.n_subjects):  # serial path, and whatever the workers did not finish
+            if summaries[i] is None:
                 summaries[i] = _write_subject(config, i, root, i in samples)
                 bar.update()
-        else:
-            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
-            with ProcessPoolExecutor(min(workers, config.n_subjects), mp_context=context) as pool:
-                futures = {pool.submit(_write_subject, config, i, root, i in samples): i
-                           for i in range(config.n_subjects)}
-                for future in as_completed(futures):
-                    summaries[futures[future]] = future.result()
-                    bar.update()
     return summaries  # type: ignore[return-value]
 
 
@@ -476,8 +487,10 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
             return root
         _clear(root)
         _atomic_write_text(root / IN_PROGRESS, json.dumps({"config_hash": digest}))
+        log.info("synthetic data: generating %d %s subjects (config %s) into %s", config.n_subjects,
+                 config.layout, digest, root)
         started = time.perf_counter()
-        summaries = _generate(root, config, workers, progress)
+        summaries = _generate(root.absolute(), config, workers, progress)
         seconds = time.perf_counter() - started
         samples = [s.pop("_sample") for s in summaries if "_sample" in s]
         samples.sort(key=lambda s: (FAMILIES.index(s["family"]), s["id"]))

@@ -81,12 +81,6 @@ class Geometry:
             [TEMPLATE_ANCHOR[0] + (cx - p[0]), TEMPLATE_ANCHOR[1] + (cy - p[1]), p[2] + TARGET_Z_OFFSET]
         )
 
-    def anchor_in_target(self) -> np.ndarray:
-        """Target voxel of :data:`TEMPLATE_ANCHOR` (rotation centre of the subject affine)."""
-        if not self.flip_xy:
-            return TEMPLATE_ANCHOR.copy()
-        return np.array([(self.shape[0] - 1) / 2.0, (self.shape[1] - 1) / 2.0, TEMPLATE_ANCHOR[2] - TARGET_Z_OFFSET])
-
 
 def _lps_affine(shape: tuple[int, int, int]) -> np.ndarray:
     # BraTS 2021 headers: x and y flipped (LPS voxel order), origin such that j = 0 is anterior.
@@ -129,7 +123,10 @@ class SubjectTransform:
         """The affine part at canonical points ``q`` ``[3, ...]``."""
         flat = q.reshape(3, -1)
         centred = flat - (TEMPLATE_ANCHOR + self.translation)[:, None]
-        return (TEMPLATE_ANCHOR[:, None] + self.inverse_linear @ centred).reshape(q.shape)
+        m = self.inverse_linear  # explicit 3x3 product: no BLAS threads, same result on any machine
+        out = [TEMPLATE_ANCHOR[a] + m[a, 0] * centred[0] + m[a, 1] * centred[1] + m[a, 2] * centred[2]
+               for a in range(3)]
+        return np.stack(out).reshape(q.shape)
 
     def displacement(self, q: np.ndarray) -> np.ndarray:
         """The smooth random displacement u (mm) at canonical points ``q`` ``[3, ...]``."""
@@ -192,6 +189,7 @@ class CoarseMap:
     """The subject's mapping on the coarse grid and the brain's bounding box in the target grid."""
 
     source: np.ndarray  # [3, nx, ny, nz] float32 template voxel coordinates
+    cells: np.ndarray  # [nx, ny, nz] bool: coarse cell (lower corner node) may contain brain
     bbox: tuple[slice, slice, slice]
 
 
@@ -207,13 +205,13 @@ def coarse_map(geom: Geometry, transform: SubjectTransform, effects: list[MassEf
     moved = apply_mass_effect(pts, effects, nominal["depth"])
     source = (transform.affine(geom.canonical(moved)) + nominal["displacement"]).astype(np.float32)
     brain = sample(templates.brain, source) > 0.01
-    brain = ndi.binary_dilation(brain, iterations=2)
+    brain = ndi.binary_dilation(brain, iterations=2)  # margin: brain voxels lie in flagged cells
     idx = np.argwhere(brain)
     if idx.size == 0:
         raise RuntimeError("synthetic subject: the warped brain left the target grid")
     lo, hi = idx.min(0), idx.max(0)
     bbox = tuple(slice(max(0, int(a) * STEP), min(n, int(b) * STEP + 1)) for a, b, n in zip(lo, hi, geom.shape))
-    return CoarseMap(source, bbox)  # type: ignore[arg-type]
+    return CoarseMap(source, brain, bbox)  # type: ignore[arg-type]
 
 
 def nominal_anatomy(geom: Geometry, transform: SubjectTransform, templates: Templates) -> dict[str, np.ndarray]:
@@ -298,17 +296,20 @@ class AnatomyBox:
 
 def warp_box(cmap: CoarseMap, templates: Templates, box: tuple[slice, slice, slice]) -> AnatomyBox:
     """Tissue maps on ``box`` (only the part inside the brain bounding box can be brain)."""
-    shape = tuple(s.stop - s.start for s in box)
-    empty = AnatomyBox(box, np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.float32))
     inner = intersect(box, cmap.bbox)
     if inner is None:
-        return empty
+        shape = tuple(s.stop - s.start for s in box)
+        return AnatomyBox(box, np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.float32))
     pos = box_positions(inner)  # type: ignore[arg-type]
     coords = np.stack([interp_separable(cmap.source[a], pos) for a in range(3)])
-    brain = sample(templates.brain, coords) >= 0.5
+    # brain is sampled only in flagged coarse cells (a per-voxel rule: any box gives the same values)
+    candidate = cmap.cells[np.ix_(*[np.floor(p).astype(np.int64) for p in pos])]
+    brain = np.zeros(candidate.shape, bool)
+    brain[candidate] = sample(templates.brain, coords[:, candidate]) >= 0.5
     gm = np.zeros(brain.shape, np.float32)
     wm = np.zeros(brain.shape, np.float32)
     inside = coords[:, brain]
     gm[brain] = sample(templates.gm, inside)
     wm[brain] = sample(templates.wm, inside)
-    return AnatomyBox(inner, brain, gm, wm).crop(box)  # type: ignore[arg-type]
+    out = AnatomyBox(inner, brain, gm, wm)  # type: ignore[arg-type]
+    return out if inner == box else out.crop(box)

@@ -41,7 +41,7 @@ INT16_MAX = 32767
 
 @dataclass(frozen=True)
 class Contrast:
-    """One contrast of one subject: levels, lesion ratios, bias coefficients, noise, seeds."""
+    """One contrast of one subject: tissue levels, lesion ratios, bias coefficients, noise."""
 
     name: str
     wm: float  # white-matter level (arbitrary scanner units, as in BraTS)
@@ -67,7 +67,8 @@ class Contrast:
                     if i + j + k:
                         bias[i, j, k] = rng.uniform(-1.0, 1.0) * bias_strength / (i + j + k)
         sigma = noise_level * wm * rng.uniform(0.7, 1.3)
-        return Contrast(name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(rng.uniform(0.03, 0.08)))
+        heterogeneity = rng.uniform(0.03, 0.08)
+        return Contrast(name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(heterogeneity))
 
 
 def draw_contrasts(rng: np.random.Generator, modalities: tuple[str, ...], noise_level: float,
@@ -75,8 +76,27 @@ def draw_contrasts(rng: np.random.Generator, modalities: tuple[str, ...], noise_
     return {m: Contrast.draw(rng, m, noise_level, bias_strength, lesion_contrast) for m in modalities}
 
 
+@dataclass(frozen=True)
+class BrainVoxels:
+    """The brain voxels of a subject as 1-D arrays (``np.nonzero`` order of ``anatomy.brain``)."""
+
+    coords: tuple[np.ndarray, np.ndarray, np.ndarray]  # full-grid indices
+    index: np.ndarray  # int32 on the anatomy box: position in the 1-D arrays, -1 outside the brain
+    gm: np.ndarray
+    wm: np.ndarray
+    csf: np.ndarray
+
+    @staticmethod
+    def of(anatomy: AnatomyBox) -> "BrainVoxels":
+        inside = np.nonzero(anatomy.brain)
+        index = np.full(anatomy.brain.shape, -1, np.int32)
+        index[inside] = np.arange(inside[0].size, dtype=np.int32)
+        x, y, z = (v + s.start for v, s in zip(inside, anatomy.box))
+        return BrainVoxels((x, y, z), index, anatomy.gm[inside], anatomy.wm[inside], anatomy.csf[inside])
+
+
 def lesion_region(classes: np.ndarray, bbox: tuple[slice, ...], pad: int = 3) -> tuple[slice, ...] | None:
-    """Bounding box of all lesion voxels, padded, within ``bbox``."""
+    """Bounding box (relative to ``bbox``) of all lesion voxels, padded, within ``bbox``."""
     idx = np.argwhere(classes[bbox] > 0)
     if idx.size == 0:
         return None
@@ -84,66 +104,67 @@ def lesion_region(classes: np.ndarray, bbox: tuple[slice, ...], pad: int = 3) ->
     return tuple(slice(max(0, int(a)), min(s.stop - s.start, int(b))) for a, b, s in zip(lo, hi, bbox))
 
 
-def render(contrast: Contrast, anatomy: AnatomyBox, classes: np.ndarray, voxels: tuple[np.ndarray, ...],
+def render(contrast: Contrast, brain: BrainVoxels, box: tuple[slice, ...], classes: np.ndarray,
            shape: tuple[int, int, int], texture_seed: int, noise_rng: np.random.Generator,
-           head_ratio: np.ndarray | None = None) -> np.ndarray:
+           head: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None) -> np.ndarray:
     """The int16 volume of one contrast.
 
     Args:
+        brain: the brain voxels and their tissue fractions; ``box``: the anatomy box they index.
         classes: the subject's lesion classes on the full grid.
-        voxels: full-grid indices of the non-zero voxels: the brain voxels of ``anatomy`` in
-            ``np.nonzero`` order, then (ATLAS) the head voxels whose T1 ratios are ``head_ratio``.
+        head: (ATLAS) voxels outside the brain and their T1 ratios to WM (:func:`add_head`).
     """
-    signal = contrast.wm * (anatomy.wm + contrast.gm_ratio * anatomy.gm + contrast.csf_ratio * anatomy.csf)
-    region = lesion_region(classes, anatomy.box)
+    signal = contrast.wm * (brain.wm + contrast.gm_ratio * brain.gm + contrast.csf_ratio * brain.csf)
+    region = lesion_region(classes, box)
     if region is not None:
-        _paint(signal, region, classes[anatomy.box][region], anatomy.brain[region], contrast, texture_seed)
-    values = signal[anatomy.brain]
-    if head_ratio is not None:
-        values = np.concatenate([values, np.float32(contrast.wm) * head_ratio])
-    values = values * np.exp(_log_bias(contrast.bias, voxels, shape))
-    noise = noise_rng.standard_normal((2, values.size), dtype=np.float32) * np.float32(contrast.noise_sigma)
-    values = np.sqrt((values + noise[0]) ** 2 + noise[1] ** 2)  # Rician magnitude
+        at = brain.index[region]
+        inside = at >= 0
+        dense = np.zeros(at.shape, np.float32)
+        dense[inside] = signal[at[inside]]
+        _paint(dense, classes[box][region], inside, contrast, texture_seed)
+        signal[at[inside]] = dense[inside]
+    coords = brain.coords
+    if head is not None:
+        coords = tuple(np.concatenate([c, h]) for c, h in zip(coords, head[0]))
+        signal = np.concatenate([signal, np.float32(contrast.wm) * head[1]])
+    signal *= np.exp(_log_bias(contrast.bias, coords, shape))
+    noise = noise_rng.standard_normal((2, signal.size), dtype=np.float32) * np.float32(contrast.noise_sigma)
+    signal = np.sqrt((signal + noise[0]) ** 2 + noise[1] ** 2)  # Rician magnitude
     volume = np.zeros(shape, np.int16)
-    volume[voxels] = np.clip(np.rint(values), 1, INT16_MAX).astype(np.int16)
+    volume[coords] = np.clip(np.rint(signal), 1, INT16_MAX).astype(np.int16)
     return volume
 
 
-def _paint(signal: np.ndarray, region: tuple[slice, ...], classes: np.ndarray, brain: np.ndarray,
-           contrast: Contrast, texture_seed: int) -> None:
-    """Blend the lesion compartments into ``signal[region]`` with soft edges and a mild texture."""
+def _paint(signal: np.ndarray, classes: np.ndarray, brain: np.ndarray, contrast: Contrast, texture_seed: int) -> None:
+    """Blend the lesion compartments into the dense ``signal`` with soft edges and a mild texture."""
     lut = np.zeros(8, np.float32)
     for c, ratio in contrast.lesion_ratios.items():
         lut[c] = contrast.wm * ratio
     mask = (classes > 0).astype(np.float32)
     weight = ndi.gaussian_filter(mask, 0.7)
     level = ndi.gaussian_filter(lut[classes] * mask, 0.7) / np.maximum(weight, 1e-3)
-    texture = smooth_noise(texture_seed, region, spacing=2.5, channels=1)[0]
+    texture = smooth_noise(texture_seed, tuple(slice(0, n) for n in classes.shape), spacing=2.5, channels=1)[0]
     level *= 1.0 + np.float32(contrast.heterogeneity) * texture
     weight = np.minimum(weight * 1.5, 1.0) * brain  # ~1 inside the label, soft over ~1 voxel outside
-    signal[region] = signal[region] * (1.0 - weight) + level * weight
+    signal *= 1.0 - weight
+    signal += level * weight
 
 
-def _log_bias(coeffs: np.ndarray, voxels: tuple[np.ndarray, ...], shape: tuple[int, int, int]) -> np.ndarray:
-    """Log bias field sum c_ijk x^i y^j z^k (x, y, z scaled to [-1, 1] over the grid) at ``voxels``.
-
-    Evaluated separably on the voxels' bounding box, then gathered.
-    """
-    lo = [int(v.min()) for v in voxels]
-    hi = [int(v.max()) + 1 for v in voxels]
+def _log_bias(coeffs: np.ndarray, coords: tuple[np.ndarray, ...], shape: tuple[int, int, int]) -> np.ndarray:
+    """Log bias field sum c_ijk x^i y^j z^k (x, y, z scaled to [-1, 1] over the grid) at ``coords``."""
     powers = []
-    for a in range(3):
-        u = (2.0 * np.arange(lo[a], hi[a]) / (shape[a] - 1) - 1.0).astype(np.float32)
+    for n in shape:
+        u = (2.0 * np.arange(n) / (n - 1) - 1.0).astype(np.float32)
         powers.append(np.stack([u**p for p in range(4)]))
     x, y, z = powers
-    yz = np.einsum("ijk,jy,kz->iyz", coeffs.astype(np.float32), y, z)  # [4, ny, nz], small
-    field = np.zeros((hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]), np.float32)
+    yz = np.einsum("ijk,jy,kz->iyz", coeffs.astype(np.float32), y, z)  # [4, ny, nz]: small
+    out = np.zeros(coords[0].shape, np.float32)
     for i in range(4):
-        field += x[i][:, None, None] * yz[i][None]
-    return field[tuple(v - o for v, o in zip(voxels, lo))]
+        out += x[i][coords[0]] * yz[i][coords[1], coords[2]]
+    return out
 
 
-def add_head(brain_full: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def add_head(brain_full: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
     """Voxels of a crude head around the brain and their T1 ratios to WM (ATLAS layout).
 
     Distances are computed on a 2 mm grid and interpolated; returns (indices per axis, ratios).
@@ -160,4 +181,4 @@ def add_head(brain_full: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         ratio[d < edge] = value
     ratio *= np.clip((outer - d) / 1.5, 0.0, 1.0)  # soft outer edge of the scalp
     keep = ratio > 0
-    return [i[keep] for i in np.nonzero(shell)], ratio[keep]
+    return tuple(i[keep] for i in np.nonzero(shell)), ratio[keep]

@@ -1,9 +1,10 @@
 """Lesions of the synthetic subjects: drawing their parameters and rasterising their compartments.
 
 A lesion is a thresholded smooth random field: ``1 - r + irregularity * n(p) (+ WM preference)``, where
-``r`` is the distance from the centre in the lesion's (rotated, anisotropic) ellipsoid metric and
-``n`` a unit-variance random field whose correlation length scales with the lesion; the zero level set
-is a lobulated, irregular outline. Tumours have three nested fields (oedema, core, necrosis; the
+``r`` is the distance from the centre in the lesion's (rotated, anisotropic) ellipsoid metric (for a
+tumour's outline flat-topped in z, so that its axial sections stay large) and ``n`` a unit-variance
+random field on two scales that grow with the lesion, faded out towards an outer envelope; the zero
+level set is a lobulated, irregular outline. Tumours have three nested fields (oedema, core, necrosis; the
 enhancing rim = core minus necrosis), stroke lesions one. Oedema and stroke lesions spare CSF; every
 compartment stays inside the brain. Compartments are kept as internal classes (:data:`NECROSIS`,
 :data:`OEDEMA`, :data:`ENHANCING` as in BraTS, :data:`STROKE`) and mapped to a layout's labels when
@@ -52,7 +53,8 @@ class Lesion:
     def half_extent(self) -> np.ndarray:
         """Half-size (voxels) of a box that surely contains the lesion, per target axis."""
         m = self.rotation.T @ np.diag(self.axes**2) @ self.rotation
-        return np.sqrt(np.diag(m)) * ENVELOPE + 2.0
+        # x 1.05: a tumour's flat-topped envelope reaches 1.048 x ENVELOPE in the ellipsoid metric
+        return np.sqrt(np.diag(m)) * ENVELOPE * 1.05 + 2.0
 
     def box(self, shape: tuple[int, int, int]) -> tuple[slice, slice, slice]:
         h = self.half_extent()
@@ -133,7 +135,7 @@ def rasterise(lesion: Lesion, anatomy: AnatomyBox) -> np.ndarray:
     """Internal class volume (uint8) of one lesion on ``anatomy.box``."""
     box = anatomy.box
     spacing = max(2.0, float(np.mean(lesion.axes)) / 2.5)
-    noise = smooth_noise(lesion.noise_seed, box, spacing, channels=3)
+    noise = smooth_noise(lesion.noise_seed, box, spacing, channels=3 if lesion.family == "tumour" else 1)
     fine = smooth_noise(lesion.noise_seed + 1, box, max(1.5, spacing / 2.5), channels=1)[0]
     outline = np.clip((noise[0] + FINE_WEIGHT * fine) / np.sqrt(1.0 + FINE_WEIGHT**2), -NOISE_CLIP, NOISE_CLIP)
     parenchyma = anatomy.brain & (anatomy.csf < 0.5)
