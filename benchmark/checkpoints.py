@@ -1,8 +1,9 @@
-"""Trained method state saved per (dataset, modality, method, variant, seed, config hash).
+"""Trained method state saved per (dataset, modality, seed, training hash).
 
-Later runs reuse a checkpoint whose key matches unless the user asks to retrain (``retrain=true``).
-The key includes a hash of the method's parameters, its training budget and the pre-processing, so a
-changed config never silently reuses stale weights.
+The training hash covers the pre-processing, the method's training identity (by default its whole
+config; see ``AnomalyMethod.training_identity``) and its training budget, so a changed config never
+silently reuses stale weights, while methods that train the same network (DDPM and AutoDDPM) share one
+checkpoint. Later runs reuse a matching checkpoint unless the user asks to retrain (``retrain=true``).
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from methods.base import TrainLog
 
 
 class CheckpointStore:
-    """Files ``<root>/<dataset>/<modality>/<method>/<variant>/seed<seed>-<hash>.pt``."""
+    """Files ``<root>/<dataset>/<modality>/seed<seed>-<training hash>.pt`` (state after ``fit``)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
-    def path(self, dataset: str, modality: str, method: str, variant: str, seed: int, config_hash: str) -> Path:
-        safe_variant = "".join(c if c.isalnum() or c in "-_" else "_" for c in variant)
-        return self.root / dataset / modality / method / safe_variant / f"seed{seed}-{config_hash}.pt"
+    def path(self, dataset: str, modality: str, seed: int, training_hash: str) -> Path:
+        return self.root / dataset / modality / f"seed{seed}-{training_hash}.pt"
 
     def save(self, path: Path, state: dict[str, Any], log: TrainLog) -> None:
         """Atomic save (temporary file + rename): a crash never leaves a truncated checkpoint."""

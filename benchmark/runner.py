@@ -192,18 +192,24 @@ def run_cell(
 def _train_or_load(
     method: AnomalyMethod, cell: Cell, splits: Splits, checkpoints: CheckpointStore, cfg: DictConfig
 ) -> tuple[TrainLog, bool]:
-    """Reload the cell's checkpoint when it exists (unless ``retrain``), else fit + calibrate + save."""
-    path = checkpoints.path(cell.dataset, cell.modality, cell.spec.name, cell.spec.variant, cell.seed, cell.config_hash)
+    """Reload the trained state when a checkpoint of the same training identity exists (unless
+    ``retrain``), else fit and save; then calibrate on healthy validation slices (always, so that
+    methods sharing a trained network keep their own calibration)."""
+    identity = method.training_identity() or {"method": cell.spec.as_dict()}
+    training_hash = stable_hash({"pre": cell.preprocess_hash, "identity": identity, "budget": vars(cell.spec.budget)})
+    path = checkpoints.path(cell.dataset, cell.modality, cell.seed, training_hash)
     if path.exists() and not cfg.retrain:
         state, train_log = checkpoints.load(path, method.device)
         method.load_state_dict(state)
-        return train_log, True
-    start = time.perf_counter()
-    train_log = method.fit(splits.train, splits.val, cell.spec.budget)
+        reused = True
+    else:
+        start = time.perf_counter()
+        train_log = method.fit(splits.train, splits.val, cell.spec.budget)
+        train_log.seconds = time.perf_counter() - start
+        checkpoints.save(path, method.state_dict(), train_log)
+        reused = False
     method.calibrate(splits.val)
-    train_log.seconds = time.perf_counter() - start
-    checkpoints.save(path, method.state_dict(), train_log)
-    return train_log, False
+    return train_log, reused
 
 
 def _record_run(store: ResultsStore, cfg: DictConfig) -> None:

@@ -136,6 +136,15 @@ class AnomalyMethod(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of :meth:`state_dict`."""
 
+    def training_identity(self) -> dict[str, Any] | None:
+        """What determines the state ``fit`` produces, when it is less than the whole method config.
+
+        Cells whose identities (and training budgets, data and seed) agree share one saved checkpoint:
+        e.g. AutoDDPM reuses DDPM's trained network, and a sweep over an inference-only parameter
+        trains once. ``None`` (default) means the whole method config is the identity.
+        """
+        return None
+
     def parameter_count(self) -> int:
         """Trainable parameters of all networks (for the cost table)."""
         return sum(

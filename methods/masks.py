@@ -72,7 +72,9 @@ def _randint(low: torch.Tensor, high: torch.Tensor, g: torch.Generator) -> torch
     return (lo + torch.rand(lo.shape, generator=g, device=lo.device) * (hi - lo)).floor().long().clamp_min(0)
 
 
-def _gaussian_weights(region: torch.Tensor, config: MaskConfig, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _gaussian_weights(
+    region: torch.Tensor, config: MaskConfig, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per image: corner probabilities ∝ Gaussian pdf on brain pixels ``[B, R*R]`` and ``s`` ``[B]``."""
     b, r, _ = region.shape
     device = region.device
@@ -98,6 +100,22 @@ def _gaussian_weights(region: torch.Tensor, config: MaskConfig, g: torch.Generat
     return pdf.flatten(1), torch.stack([s * counts_range[:, 0], s * counts_range[:, 1]], dim=1)
 
 
+def sample_corners(
+    weights: torch.Tensor, n: int, side: int, sampling: MaskSampling, generator: torch.Generator
+) -> torch.Tensor:
+    """``n`` flat corner positions per image ``[B, n]`` on a ``side x side`` grid, drawn ∝ ``weights [B, side²]``.
+
+    ``joint``: row and column of the same drawn pixel (always a pixel with positive weight).
+    ``independent`` (official): the row of one draw and the column of another, so the corner may fall
+    outside the brain and the Gaussian's correlation is lost.
+    """
+    rows_from = torch.multinomial(weights, n, replacement=True, generator=generator)
+    if sampling == "joint":
+        return rows_from
+    cols_from = torch.multinomial(weights, n, replacement=True, generator=generator)
+    return (rows_from // side) * side + cols_from % side
+
+
 def _covered_by_patches(corner_maps: torch.Tensor, sides: tuple[int, int, int]) -> torch.Tensor:
     """Boolean ``[B, R, R]``: pixels inside a square patch whose top-left corner count is in ``corner_maps``.
 
@@ -117,7 +135,9 @@ def _covered_by_patches(corner_maps: torch.Tensor, sides: tuple[int, int, int]) 
     return covered
 
 
-def random_training_masks(brain: torch.Tensor, generator: torch.Generator, config: MaskConfig = MaskConfig()) -> torch.Tensor:
+def random_training_masks(
+    brain: torch.Tensor, generator: torch.Generator, config: MaskConfig = MaskConfig()
+) -> torch.Tensor:
     """Fill weights ``[B, H, W]`` in [0, 1] for a batch of brain masks ``[B, H, W]`` (soft or binary).
 
     ``x_in = (1 - w) * x + w * eps`` is the training input; ``w = 0`` outside the brain. Randomness comes
@@ -141,11 +161,7 @@ def random_training_masks(brain: torch.Tensor, generator: torch.Generator, confi
                for c in (config.count_8, config.count_16))
     bounds = torch.stack([n4, n4 + n8, n4 + n8 + n16], dim=1)  # [B, 3] cumulative counts per side
     n_max = int(bounds[:, -1].max())
-    rows_from = torch.multinomial(weights, n_max, replacement=True, generator=generator)
-    cols_from = rows_from
-    if config.sampling == "independent":
-        cols_from = torch.multinomial(weights, n_max, replacement=True, generator=generator)
-    corners = (rows_from // r) * r + cols_from % r  # [B, n_max] flat corner positions
+    corners = sample_corners(weights, n_max, r, config.sampling, generator)
     k = torch.arange(n_max, device=device)[None, :]
     size_index = (k >= bounds[:, :1]).long() + (k >= bounds[:, 1:2]).long()  # 0, 1, 2 = small, medium, large
     used = (k < bounds[:, 2:]).float()

@@ -48,7 +48,9 @@ class FullSkipUNet(nn.Module):
             divisible by ``2 ** (len(widths) - 1)``.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, widths: Sequence[int] = (64, 128, 256, 512)) -> None:
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 1, widths: Sequence[int] = (64, 128, 256, 512)
+    ) -> None:
         super().__init__()
         if len(widths) < 2:
             raise ValueError(f"FullSkipUNet needs at least two levels, got widths={tuple(widths)}")

@@ -60,7 +60,7 @@ class UNetConfig:
         return 2 ** (len(self.channel_mult) - 1)
 
     @classmethod
-    def preset(cls, name: str) -> "UNetConfig":
+    def preset(cls, name: str) -> UNetConfig:
         """``paper`` (IterMask² at 128 px, ~5.9 M parameters) or ``small`` (CPU-sized)."""
         presets = {
             "paper": cls(),

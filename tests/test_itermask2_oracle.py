@@ -1,0 +1,82 @@
+"""The IterMask² human–AI oracle on a constructed case whose iterations are known in advance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from datasets.slices import SliceSet
+from methods import MethodContext, create_method
+from methods.itermask2 import IterMask2
+from methods.itermask2_oracle import OracleConfig, human_ai_oracle
+
+SIZE = 16
+STEP = 2.0**-10  # exactly representable thresholds: no rounding surprises at the boundaries
+
+
+class _Fixed(torch.nn.Module):
+    """Stub network: the same reconstruction for every input (x = 0, so its square is the error)."""
+
+    def __init__(self, reconstruction: torch.Tensor) -> None:
+        super().__init__()
+        self.reconstruction = reconstruction
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.reconstruction.expand(inputs.shape[0], 1, SIZE, SIZE) + 0 * self.dummy
+
+
+def _case() -> tuple[IterMask2, SliceSet]:
+    """One 16x16 slice, x = 0, whole image is brain, lesion = the 4x4 top-left block (16 px).
+
+    f1 error: lesion 10, 100 normal pixels 0.5, the other 140 normal pixels 5 STEP. Starting from the
+    top 116/256 = lesion + the 100, the first-step threshold is 5 STEP. f2 error: lesion 10, normal 7.5 STEP.
+    Masked steps 1-3 remove nothing (threshold 5, 6, 7 STEP < 7.5: each raises it by STEP); step 4 at
+    8 STEP unmasks every normal pixel: mask = label, Dice 1. Then the lesion never shrinks, the threshold
+    climbs by STEP per step and reaches tau_max = 19.5 STEP after step 16.
+    """
+    lesion = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    lesion[:4, :4] = True
+    first = torch.full((SIZE, SIZE), 5 * STEP)
+    first.view(-1)[torch.nonzero(~lesion.view(-1)).flatten()[:100]] = 0.5
+    first[lesion] = 10.0
+    second = torch.where(lesion, 10.0, 7.5 * STEP)
+    method = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0),
+                           net={"base_channels": 4, "channel_mult": [1], "num_res_blocks": 1})
+    assert isinstance(method, IterMask2)
+    method.f1 = _Fixed(first.sqrt()[None, None])
+    method.f2 = _Fixed(second.sqrt()[None, None])
+    test = SliceSet(
+        images=torch.zeros(1, 1, SIZE, SIZE), brain=torch.ones(1, SIZE, SIZE), labels=lesion[None],
+        modalities=("flair",), subjects=("s0",), slice_index=(80,),
+    )
+    return method, test
+
+
+def test_oracle_finds_the_iteration_whose_mask_is_the_lesion() -> None:
+    method, test = _case()
+    config = OracleConfig(start_fractions=(116 / 256, 0.9), tau_step=STEP, tau_max=19.5 * STEP)
+    result = human_ai_oracle(method, test, config=config)
+    assert result.dice.tolist() == [1.0] and result.mean_dice == 1.0
+    assert torch.equal(result.masks[0], test.labels[0])
+    assert result.start_fraction.tolist() == [116 / 256] and result.iteration.tolist() == [4]
+    # 1 (f1) + 16 masked steps per start: the 0.9 start masks 230 px, all normal ones at 7.5 STEP or
+    # 0.5 error, so it follows the same threshold path
+    assert result.nfe.tolist() == [1 + 16 + 16] and result.capped.tolist() == [0]
+    assert "oracle" in result.label
+
+
+def test_oracle_cap_is_counted_and_limits_work() -> None:
+    method, test = _case()
+    config = OracleConfig(start_fractions=(116 / 256,), tau_step=STEP, tau_max=19.5 * STEP, max_iterations=3)
+    result = human_ai_oracle(method, test, config=config)
+    # stopped before step 4: the best mask is still lesion + 100 normal pixels (Dice 32 / 132)
+    assert result.dice.tolist() == [pytest.approx(32 / 132)]
+    assert result.nfe.tolist() == [4] and result.capped.tolist() == [1]
+
+
+def test_oracle_needs_the_masked_model() -> None:
+    spat = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0), variant="-spat")
+    assert isinstance(spat, IterMask2)
+    with pytest.raises(ValueError, match="needs the masked model"):
+        human_ai_oracle(spat, _case()[1])
