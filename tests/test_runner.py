@@ -26,6 +26,7 @@ def tiny_config(tmp_path: Path, data_dir: Path, *extra: str):
         f"paths.data={data_dir}",
         f"paths.cache={data_dir / 'slice_cache'}",
         f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
+        "experiment.only_methods=[ae]",
         "dataset.image_size=32",
         "dataset.split_fractions=[0.5,0.17,0.33]",
         "methods.ae.train.steps=40",
@@ -129,6 +130,7 @@ def test_a_new_method_added_by_module_and_config_appears_in_the_table(tmp_path, 
         "methods.ae.train.steps=4",
         "+methods.bright={name: brightness, variant: default, params: {}, train: {steps: 0, batch_size: 1, lr: 0.0}}",
         "experiment.modalities=[flair]",
+        "experiment.only_methods=[ae,bright]",
     )
     store = run_experiment(cfg)
     text = write_report(store, tmp_path / "report", cfg).read_text()
