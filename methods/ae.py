@@ -7,14 +7,15 @@ from typing import Any, Sequence
 import torch
 
 from datasets.slices import SliceSet
-from methods.base import AnomalyMethod, MethodContext, MethodOutput, TrainBudget, TrainLog, register
+from methods.base import MethodContext, TrainBudget, TrainLog, register
 from methods.nets.conv_ae import DenseBottleneckAE
 from methods.postprocess import ResidualKind, ResidualScoring
+from methods.reconstruction import SingleNetworkReconstruction
 from methods.training import train_networks
 
 
 @register("ae")
-class AutoEncoder(AnomalyMethod):
+class AutoEncoder(SingleNetworkReconstruction):
     """Reconstruct the slice through a 128-d bottleneck; anomaly map = post-processed residual.
 
     Network and loss follow baselines.md (4 x [5x5 conv s2, BN, LeakyReLU] 32-64-128-128, dense z,
@@ -47,9 +48,6 @@ class AutoEncoder(AnomalyMethod):
         self.net = DenseBottleneckAE(context.image_size, widths, latent_dim, dropout).to(context.device)
         self.scoring = ResidualScoring(residual=residual, erosion=erosion, median=median)
 
-    def networks(self) -> list[torch.nn.Module]:
-        return [self.net]
-
     def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
         modality = self.context.modality
 
@@ -64,21 +62,3 @@ class AutoEncoder(AnomalyMethod):
             [self.net], l1_summed_per_image, train, val, budget, optimizer, self.context.seed,
             description=f"AE {modality}",
         )
-
-    @torch.inference_mode()
-    def predict(self, batch: SliceSet) -> MethodOutput:
-        self.net.eval()
-        x = batch.channel(self.context.modality)
-        reconstruction = self.net(x[:, None])[:, 0]
-        return MethodOutput(
-            anomaly_map=self.scoring(x, reconstruction, batch.brain),
-            reconstruction=reconstruction,
-            nfe=torch.ones(len(batch), dtype=torch.long),
-        )
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"net": self.net.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.net.load_state_dict(state["net"])
-        self.net.eval()
