@@ -116,6 +116,7 @@ def run_cell(
         device=device,
         seed=cell.seed,
         available_modalities=splits.test.modalities,
+        progress=bool(cfg.progress),
     )
     base_row: dict[str, Any] = {
         "experiment": cfg.experiment.name,

@@ -61,4 +61,5 @@ class AutoEncoder(SingleNetworkReconstruction):
         return train_networks(
             [self.net], l1_summed_per_image, train, val, budget, optimizer, self.context.seed,
             description=f"AE {modality}",
+            progress=self.context.progress,
         )

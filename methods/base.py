@@ -63,6 +63,7 @@ class MethodContext:
     device: torch.device
     seed: int
     available_modalities: tuple[str, ...] = ()
+    progress: bool = False  # show training progress bars (the run's ``progress`` flag)
 
 
 @dataclass

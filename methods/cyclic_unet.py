@@ -97,6 +97,7 @@ class CyclicUNet(AnomalyMethod):
         return train_networks(
             self.networks(), self.translation_loss, train, val, budget, optimizer, self.context.seed,
             description=f"Cyclic-UNet {self.context.modality}→{self.middle}→{self.context.modality}",
+            progress=self.context.progress,
         )
 
     @torch.inference_mode()

@@ -125,4 +125,5 @@ class DenoisingAE(SingleNetworkReconstruction):
         return train_networks(
             [self.net], masked_mse, train, val, budget, optimizer, self.context.seed, scheduler,
             description=f"{self.display_name} {modality}",
+            progress=self.context.progress,
         )

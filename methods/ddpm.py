@@ -118,6 +118,7 @@ class DDPM(AnomalyMethod):
         return train_networks(
             [self.net], eps_mse, train, val, budget, optimizer, self.context.seed,
             description=f"{self.display_name} {modality}",
+            progress=self.context.progress,
         )  # fmt: skip
 
     def reconstruct(self, x: torch.Tensor, level: int) -> tuple[torch.Tensor, int]:

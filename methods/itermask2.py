@@ -171,6 +171,7 @@ class IterMask2(AnomalyMethod):
         log = train_networks(
             self.networks(), loss, train, val, budget, optimizer, self.context.seed,
             description=f"{self.display_name} {self.context.modality}",
+            progress=self.context.progress,
         )
         if log.history:  # per-network validation losses of the kept weights, for the report
             seed, device = self.context.seed, self.device

@@ -33,9 +33,10 @@ def shrinking_figure(method: IterMask2, slices: SliceSet, path: Path | str, titl
     axes = fig.subplots(n, columns, squeeze=False)
     for i in range(n):
         panels = [(x[i].cpu(), "input", "gray"), (slices.labels[i].float(), "label", "gray")]
-        for t in steps:
+        for t in steps:  # history[t] is the mask after iteration t + 1; a stopped image keeps its last one
             share = float(history[t, i].sum()) / float(brain_pixels[i])
-            panels.append((history[t, i].float(), f"it {t + 1}: {100 * share:.0f}%", "magma"))
+            name = f"it {t + 1}: {100 * share:.0f}%" if t < int(result.nfe[i]) else "(stopped)"
+            panels.append((history[t, i].float(), name, "magma"))
         panels.append((anomaly[i], f"map (NFE {int(result.nfe[i])})", "inferno"))
         for ax, (image, name, cmap) in zip(axes[i], panels, strict=True):
             ax.imshow(image.numpy(), cmap=cmap)
