@@ -35,6 +35,7 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmark.provenance import device_name, environment
+from benchmark.timing import Timer
 from datasets.slices import SliceSet
 from methods import MethodContext, create_method
 from methods.base import AnomalyMethod
@@ -89,14 +90,9 @@ def build(config: str, size: int, device: torch.device) -> tuple[AnomalyMethod, 
     return method, cfg
 
 
-def _median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _median_seconds(fn, repeats: int, device: torch.device) -> float:
+    """Median seconds of ``fn`` after one warm-up call, through the harness's :class:`Timer`."""
+    return Timer(device).repeat(fn, repeats, warmup=1).median
 
 
 @torch.inference_mode()
@@ -107,7 +103,7 @@ def measure(config: str, size: int, batch_size: int, repeats: int, device: torch
     net = method.net
     x = torch.randn(batch_size, 1, size, size, device=device)
     t = torch.full((batch_size,), 100, device=device)
-    forward = _median_seconds(lambda: net(x, t), max(repeats, 5))
+    forward = _median_seconds(lambda: net(x, t), max(repeats, 5), device)
 
     timed = TimedNet(net)
     method.net = timed
@@ -178,10 +174,10 @@ def compare_networks(size: int, batch_size: int, repeats: int, device: torch.dev
             loss.backward()
             optimizer.step()
 
-        train = _median_seconds(train_step, repeats)
+        train = _median_seconds(train_step, repeats, device)
         x, t = torch.randn(batch_size, 1, size, size, device=device), torch.full((batch_size,), 100, device=device)
         with torch.inference_mode():
-            forward = _median_seconds(lambda: net(x, t), max(repeats, 5))
+            forward = _median_seconds(lambda: net(x, t), max(repeats, 5), device)
         rows.append({
             "network": library, "image_size": size, "train_step_ms_batch16": 1000 * train,
             "forward_ms": 1000 * forward, "forward_ms_per_slice": 1000 * forward / batch_size, "batch_size": batch_size,

@@ -5,6 +5,7 @@ It never looks at which method produced the maps: it reads only :class:`Predicti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -13,7 +14,7 @@ import torch
 
 from benchmark.metrics import compute_metrics
 from benchmark.predict import Predictions
-from benchmark.thresholds import ORACLE_PROTOCOLS, binarise, choose_threshold
+from benchmark.thresholds import ORACLE_PROTOCOLS, ThresholdResult, binarise, choose_threshold
 from datasets.slices import SliceSet
 
 
@@ -46,7 +47,6 @@ def evaluate(
 
     ``modality`` is the input channel the method saw; SSIM compares it with the reconstruction.
     """
-    has_reconstruction = test_pred.reconstructions is not None
     results = []
     for protocol in protocols:
         threshold = choose_threshold(
@@ -59,18 +59,55 @@ def evaluate(
             val_labels=None if val is None else val.labels,
         )
         segmentation = binarise(test_pred.anomaly_maps, test.brain, threshold)
-        metrics = compute_metrics(
-            segmentation,
-            test_pred.anomaly_maps,
-            test.labels,
-            test.brain,
-            inputs=test.channel(modality) if has_reconstruction else None,
-            reconstruction=test_pred.reconstructions,
-            subjects=test.subjects,
-            n_boot=n_boot,
-            seed=seed,
-        )
-        row = threshold.record() | metrics.flat()
-        results.append(ProtocolResult(protocol, row, segmentation, metrics.per_image))
+        results.append(_result(threshold, segmentation, test_pred, test, modality, seed, n_boot))
     return results
+
+
+def evaluate_segmentation(
+    protocol: str,
+    segmentation: torch.Tensor,
+    test_pred: Predictions,
+    test: SliceSet,
+    modality: str,
+    is_oracle: bool,
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> ProtocolResult:
+    """Metrics of a binary ``segmentation`` ``[N, H, W]`` that a method chose itself (e.g. IterMask²'s
+    human–AI oracle, ``protocol="human_ai"``), with the same fields as :func:`evaluate`'s rows. AUROC/AUPRC
+    and SSIM come from ``test_pred`` (threshold-free); the threshold fields are NaN and ``threshold_objective``
+    is the mean per-image Dice."""
+    if segmentation.shape != test.labels.shape:
+        raise ValueError(f"evaluate_segmentation({protocol}): segmentation {tuple(segmentation.shape)} "
+                         f"does not match the test labels {tuple(test.labels.shape)}")
+    chosen = ThresholdResult(protocol, math.nan, math.nan, math.nan, math.nan, is_oracle=is_oracle)
+    result = _result(chosen, segmentation.bool().cpu(), test_pred, test, modality, seed, n_boot)
+    result.row["threshold_objective"] = result.row["dice"]
+    return result
+
+
+def _result(
+    threshold: ThresholdResult,
+    segmentation: torch.Tensor,
+    test_pred: Predictions,
+    test: SliceSet,
+    modality: str,
+    seed: int,
+    n_boot: int,
+) -> ProtocolResult:
+    """The one metric computation behind every row."""
+    has_reconstruction = test_pred.reconstructions is not None
+    metrics = compute_metrics(
+        segmentation,
+        test_pred.anomaly_maps,
+        test.labels,
+        test.brain,
+        inputs=test.channel(modality) if has_reconstruction else None,
+        reconstruction=test_pred.reconstructions,
+        subjects=test.subjects,
+        n_boot=n_boot,
+        seed=seed,
+    )
+    row = threshold.record() | metrics.flat()
+    return ProtocolResult(threshold.protocol, row, segmentation, metrics.per_image)
 

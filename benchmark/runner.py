@@ -2,12 +2,14 @@
 
 A cell trains (or reloads) a method on healthy slices, calibrates it on healthy validation slices,
 predicts the test (and validation) split and evaluates every configured threshold protocol through
-the one :func:`benchmark.evaluate.evaluate` path. Finished cells are skipped on rerun.
+the one :func:`benchmark.evaluate.evaluate` path. Generic method hooks add to a cell without the runner
+knowing the method: ``inference_stats`` (cost fields), ``human_ai_segmentation`` (an extra oracle row,
+protocol ``human_ai``) and ``diagnostic_figures`` (files under ``<paths.report>/figures/<cell>/``).
+Finished cells are skipped on rerun.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -21,17 +23,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
 from benchmark.config import MethodSpec, dataset_config, method_specs
-from benchmark.evaluate import evaluate, needs_validation_maps
-from benchmark.predict import predict_split
+from benchmark.evaluate import ProtocolResult, evaluate, evaluate_segmentation, needs_validation_maps
+from benchmark.predict import Predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
 from benchmark.store import ResultsStore
 from datasets.loader import load_splits
-from datasets.slices import Splits
+from datasets.slices import SliceSet, Splits
 from datasets.synthetic import SyntheticConfig, ensure_synthetic_dataset
 from methods import MethodContext, create_method, registered_methods
 from methods.base import AnomalyMethod, MethodUnavailable, TrainLog
 
 log = logging.getLogger("benchmark")
+
+HUMAN_AI_PROTOCOL = "human_ai"  # rows of a method's own label-chosen segmentation (always an oracle)
+DIAGNOSTIC_SLICES = 4  # lesion-bearing test slices shown in a method's diagnostic figures (cfg.diagnostic_slices)
 
 
 @dataclass(frozen=True)
@@ -152,12 +157,20 @@ def run_cell(
         store.write(cell.key, [row | {"finished": _now()}])
         return
     batch = int(cfg.eval_batch_size)
+    method.reset_inference_stats()
     test_pred = predict_split(method, splits.test, batch, cfg.progress, f"{method.display_name} {cell.modality} test")
+    inference_stats = method.inference_stats()  # of the test split only
     val_pred = None
     if needs_validation_maps(cfg.experiment.protocols):
         val_pred = predict_split(method, splits.val, batch, cfg.progress, f"{method.display_name} {cell.modality} val")
-    results = evaluate(test_pred, splits.test, cell.modality, list(cfg.experiment.protocols), val_pred, splits.val, seed=cell.seed)
-    cost = {
+    n_boot = int(cfg.bootstrap_samples)
+    protocols = list(cfg.experiment.protocols)
+    results = evaluate(test_pred, splits.test, cell.modality, protocols, val_pred, splits.val, seed=cell.seed, n_boot=n_boot)
+    human_ai = _human_ai_result(method, splits.test, test_pred, cell, n_boot)
+    if human_ai is not None:
+        results.append(human_ai)
+    figures = _diagnostic_figures(method, splits.test, cell, cfg)
+    cost = inference_stats | {
         "status": "ok",
         "params": method.parameter_count(),
         "train_steps": train_log.steps,
@@ -166,6 +179,7 @@ def run_cell(
         "checkpoint_reused": reused,
         "nfe_per_slice": float(test_pred.nfe.float().mean()),
         "ms_per_slice": test_pred.ms_per_slice,
+        "figures": figures,
         "finished": _now(),
     }
     rows = [base_row | cost | r.row for r in results]
@@ -188,6 +202,33 @@ def run_cell(
         headline["auroc"], train_log.seconds, " (reused)" if reused else "", test_pred.ms_per_slice,
         cost["nfe_per_slice"],
     )
+
+
+def _human_ai_result(
+    method: AnomalyMethod, test: SliceSet, test_pred: Predictions, cell: Cell, n_boot: int
+) -> ProtocolResult | None:
+    """The method's own label-chosen (ORACLE) segmentation, evaluated like every protocol, or None."""
+    start = time.perf_counter()
+    segmentation = method.human_ai_segmentation(test)
+    if segmentation is None:
+        return None
+    seconds = time.perf_counter() - start
+    result = evaluate_segmentation(
+        HUMAN_AI_PROTOCOL, segmentation, test_pred, test, cell.modality, is_oracle=True, seed=cell.seed, n_boot=n_boot
+    )
+    result.row["search_seconds"] = seconds
+    return result
+
+
+def _diagnostic_figures(method: AnomalyMethod, test: SliceSet, cell: Cell, cfg: DictConfig) -> list[str]:
+    """The method's figures of the first few lesion-bearing test slices, as paths relative to the report."""
+    count = int(cfg.get("diagnostic_slices", DIAGNOSTIC_SLICES))
+    lesions = torch.nonzero(test.labels.flatten(1).any(1)).flatten()[:count].tolist()
+    if not lesions:
+        return []
+    report = Path(cfg.paths.report)
+    paths = method.diagnostic_figures(test.subset(lesions), report / "figures" / cell.key)
+    return [p.relative_to(report).as_posix() for p in paths]
 
 
 def _train_or_load(
@@ -214,10 +255,10 @@ def _train_or_load(
 
 
 def _record_run(store: ResultsStore, cfg: DictConfig) -> None:
-    """Save the resolved config and the environment beside the rows (the report reads them)."""
-    store.root.mkdir(parents=True, exist_ok=True)
-    store.config_path.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    store.environment_path.write_text(json.dumps(environment(), indent=1))
+    """Save the resolved config and the environment beside the rows (the report reads them): one record
+    per job under ``jobs/`` plus the latest-run copies, all written atomically (safe under multirun)."""
+    job = store.record_job(OmegaConf.to_yaml(cfg, resolve=True), environment())
+    log.info("job record: %s", job)
 
 
 def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:

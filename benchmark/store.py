@@ -4,13 +4,23 @@ A cell is one (dataset, modality, method, variant, seed) run evaluated under eve
 threshold protocol. Its rows file is written last, via a temporary file and ``os.replace``, so that a
 crash or Ctrl-C never leaves a half-written result, a rerun skips exactly the cells whose rows file
 exists, and parallel writers (hydra multirun, SLURM array jobs) never corrupt each other: distinct
-cells write distinct files, and a rename is atomic on POSIX file systems.
+cells write distinct files, a rename is atomic on POSIX file systems, and a store-wide advisory lock
+(``fcntl.flock`` on ``<root>/.write.lock``) makes a cell's arrays and rows one unit, so two jobs that
+write the same cell leave the arrays and rows of one of them, never a mix. Every job also keeps its own
+config and environment record under ``jobs/``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import socket
+import tempfile
+from datetime import datetime, timezone
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +39,7 @@ class ResultsStore:
         self.arrays_dir = self.root / "arrays"
         self.config_path = self.root / "experiment.yaml"  # resolved run config, written by the runner
         self.environment_path = self.root / "environment.json"  # package versions, written by the runner
+        self.jobs_dir = self.root / "jobs"  # one folder per job (run or multirun cell) with its config
 
     def has(self, cell: str) -> bool:
         """True when the cell finished (its rows file exists)."""
@@ -36,12 +47,13 @@ class ResultsStore:
 
     def write(self, cell: str, rows: list[dict[str, Any]], arrays: dict[str, np.ndarray] | None = None) -> None:
         """Store the arrays (if any) first, then the rows; the rows file marks the cell finished."""
-        if arrays:
-            self.arrays_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **arrays))
         payload = json.dumps([_jsonable(r) for r in rows], indent=1, allow_nan=False)
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
+        with self._write_lock():
+            if arrays:
+                self.arrays_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **arrays))
+            self.rows_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
 
     def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         """Store arrays shared by several cells (e.g. the test inputs and labels), atomically."""
@@ -50,6 +62,38 @@ class ResultsStore:
 
     def has_arrays(self, name: str) -> bool:
         return (self.arrays_dir / f"{name}.npz").exists()
+
+    def record_job(self, config_yaml: str, environment: dict[str, str]) -> Path:
+        """Keep this job's resolved config and environment in its own ``jobs/<time>__<host>__<pid>_*``
+        folder (never shared, so parallel jobs cannot collide) and refresh the latest-run copies
+        ``experiment.yaml`` / ``environment.json`` atomically (last writer wins, never half-written)."""
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        job = Path(tempfile.mkdtemp(dir=self.jobs_dir, prefix=f"{stamp}__{socket.gethostname()}__{os.getpid()}_"))
+        env = json.dumps(environment, indent=1).encode()
+        for path, payload in (
+            (job / "config.yaml", config_yaml.encode()),
+            (job / "environment.json", env),
+            (self.config_path, config_yaml.encode()),
+            (self.environment_path, env),
+        ):
+            atomic_write(path, lambda f, data=payload: f.write(data))
+        return job
+
+    def jobs(self) -> list[Path]:
+        """Folders of the jobs recorded so far, oldest first."""
+        return sorted(p for p in self.jobs_dir.glob("*") if p.is_dir()) if self.jobs_dir.exists() else []
+
+    @contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Exclusive store-wide lock while a cell's arrays and rows are replaced (released on exit or crash)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".write.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     def cells(self) -> list[str]:
         """Names of all finished cells, sorted."""

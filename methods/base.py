@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
 
 import torch
@@ -145,6 +146,26 @@ class AnomalyMethod(ABC):
         trains once. ``None`` (default) means the whole method config is the identity.
         """
         return None
+
+    def reset_inference_stats(self) -> None:
+        """Zero the counters behind :meth:`inference_stats` (the runner calls it before predicting the test
+        split). Default: nothing to reset."""
+
+    def inference_stats(self) -> dict[str, float]:
+        """Method-specific inference counters since :meth:`reset_inference_stats` (e.g. images stopped by an
+        iteration cap), merged into every result row of the cell. Default: none."""
+        return {}
+
+    def human_ai_segmentation(self, test: SliceSet) -> torch.Tensor | None:
+        """An ORACLE binary segmentation ``[N, H, W]`` of ``test`` chosen with its labels (the paper's
+        "human–AI" grey rows), or None when the method has no such mode (default). The runner evaluates it
+        as protocol ``human_ai`` and marks the row as an oracle."""
+        return None
+
+    def diagnostic_figures(self, slices: SliceSet, out_dir: Path) -> list[Path]:
+        """Write method-specific figures of a few (lesion-bearing) ``slices`` under ``out_dir`` and return
+        their paths (the report links them). Default: none."""
+        return []
 
     def parameter_count(self) -> int:
         """Trainable parameters of all networks (for the cost table)."""

@@ -9,13 +9,19 @@ under τ (a percentile of f2's masked-pixel error on healthy validation slices) 
 shrinking. The anomaly map is the squared error of the last reconstruction.
 
 Variants (paper Table 3): ``-freq`` trains and runs f2 without the ``x_s`` channel (iteration 1 unchanged);
-``-spat`` is f1's single-step reconstruction error (no f2, no τ, one NFE).
+``-spat`` is f1's single-step reconstruction error (no f2, no τ, one NFE). A free row label (e.g. "τ p60" in
+a sweep) is allowed as the variant when ``ablation`` names the network layout.
+
+Hooks used by the runner: :meth:`IterMask2.human_ai_segmentation` (the ORACLE "human–AI" mode of
+:mod:`methods.itermask2_oracle`), :meth:`IterMask2.diagnostic_figures` (:mod:`methods.itermask2_figure`)
+and :meth:`IterMask2.inference_stats` (capped images, mean NFE).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +30,7 @@ import torch.nn.functional as F
 from datasets.slices import SliceSet
 from methods.base import AnomalyMethod, MethodContext, MethodOutput, TrainBudget, TrainLog, register
 from methods.frequency import DEFAULT_RADIUS, RADIUS_REFERENCE_SIZE, high_pass, scaled_radius
+from methods.itermask2_figure import shrinking_figure
 from methods.itermask2_inference import (
     RefinementConfig,
     RefinementResult,
@@ -32,11 +39,12 @@ from methods.itermask2_inference import (
     iterative_refinement,
     pooled_tau,
 )
+from methods.itermask2_oracle import OracleConfig, human_ai_oracle
 from methods.masks import MaskConfig, MaskSampling, random_training_masks
 from methods.nets.unet import UNet, UNetConfig
 from methods.training import train_networks, validation_loss
 
-VARIANTS = ("default", "-freq", "-spat")
+VARIANTS = ("default", "-freq", "-spat")  # network layouts (paper Table 3)
 
 
 @dataclass
@@ -96,11 +104,21 @@ class IterMask2(AnomalyMethod):
         min_shrink: float = 0.01,
         max_iterations: int = 100,
         calibration_batch_size: int = 32,
+        ablation: str | None = None,
+        oracle: Mapping[str, Any] | bool | None = None,
         **params: Any,
     ) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"itermask2: unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+        """``ablation``: the network layout (one of :data:`VARIANTS`); None = ``variant`` names it, otherwise
+        ``variant`` is a free row label. ``oracle``: the human–AI search space (fields of
+        :class:`~methods.itermask2_oracle.OracleConfig`); None/True = official defaults, False = no oracle."""
+        layout = variant if ablation is None else ablation
+        if layout not in VARIANTS:
+            raise ValueError(
+                f"itermask2: unknown variant {layout!r}; expected one of {', '.join(VARIANTS)} "
+                "(or any label with params.ablation set to one of them)"
+            )
         super().__init__(context, variant, **params)
+        self.ablation = layout
         if not 0.0 <= tau_percentile <= 100.0:
             raise ValueError(f"itermask2: tau_percentile must lie in [0, 100], got {tau_percentile}")
         self.net_config = UNetConfig.preset(net) if isinstance(net, str) else UNetConfig(
@@ -112,10 +130,11 @@ class IterMask2(AnomalyMethod):
         self.tau_percentile = float(tau_percentile)
         self.refinement = RefinementConfig(keep_fraction, min_shrink, max_iterations)
         self.calibration_batch_size = calibration_batch_size
+        self.oracle_config = _oracle_config(oracle)
         self.f1 = UNet(1, 1, self.net_config).to(context.device)
         self.f2: UNet | None = None
-        if variant != "-spat":
-            self.f2 = UNet(1 if variant == "-freq" else 2, 1, self.net_config).to(context.device)
+        if layout != "-spat":
+            self.f2 = UNet(1 if layout == "-freq" else 2, 1, self.net_config).to(context.device)
         self.tau: float | None = None
         self.stats = RefinementStats()
 
@@ -136,7 +155,7 @@ class IterMask2(AnomalyMethod):
         """f2 on ``[b, H, W]`` inputs → ``[b, H, W]`` (``-freq``: without the ``x_s`` channel)."""
         if self.f2 is None:
             raise RuntimeError("itermask2 -spat has no masked model f2")
-        channels = [x_in] if self.variant == "-freq" else [x_in, x_s]
+        channels = [x_in] if self.ablation == "-freq" else [x_in, x_s]
         return self.f2(torch.stack(channels, dim=1))[:, 0]
 
     def first_iteration(self, x_s: torch.Tensor) -> torch.Tensor:
@@ -159,6 +178,23 @@ class IterMask2(AnomalyMethod):
         return F.mse_loss(self.first_iteration(self.high_pass(x)), x)
 
     # ------------------------------------------------------------------ lifecycle
+    def training_identity(self) -> dict[str, Any]:
+        """What determines the trained f1 / f2: layout, net, frequency mask and (with f2) training masks.
+
+        Inference settings (τ percentile, first-step share, stopping rule, cap, oracle) are left out, so a
+        τ sweep trains once; the runner always calibrates τ again after loading.
+        """
+        identity: dict[str, Any] = {
+            "family": "itermask2",
+            "layout": self.ablation,
+            "net": asdict(self.net_config),
+            "radius": self.radius,
+            "low_band_amplitude": self.low_band_amplitude,
+        }
+        if self.f2 is not None:
+            identity["mask"] = asdict(self.mask_config)
+        return identity
+
     def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
         def loss(batch: SliceSet, generator: torch.Generator) -> torch.Tensor:
             total = self._first_iteration_loss(batch, generator)
@@ -206,8 +242,11 @@ class IterMask2(AnomalyMethod):
         self.tau = pooled_tau(torch.cat(errors), torch.cat(weights), self.tau_percentile)
 
     @torch.inference_mode()
-    def refine(self, batch: SliceSet, record_history: bool = False) -> tuple[torch.Tensor, RefinementResult]:
-        """Run the full iterative inference on one batch (on the method's device): ``(x, result)``."""
+    def refine(
+        self, batch: SliceSet, record_history: bool = False, keep_converged: bool = False
+    ) -> tuple[torch.Tensor, RefinementResult]:
+        """Run the full iterative inference on one batch (on the method's device): ``(x, result)``.
+        ``keep_converged``: the official code's batching (for cost comparisons; same masks and maps)."""
         self._eval()
         if self.tau is None:
             raise RuntimeError("itermask2: τ is not set; call calibrate(val) (or load a calibrated state) first")
@@ -215,7 +254,7 @@ class IterMask2(AnomalyMethod):
         x_s = self.high_pass(x)
         result = iterative_refinement(
             x, x_s, batch.brain, self.first_iteration(x_s), self.masked_model, self.tau,
-            self.slice_noise(batch), self.refinement, record_history,
+            self.slice_noise(batch), self.refinement, record_history, keep_converged,
         )
         return x, result
 
@@ -251,6 +290,19 @@ class IterMask2(AnomalyMethod):
         ``n_capped`` (images stopped by the iteration cap), ``capped_fraction``, ``nfe_mean``."""
         return self.stats.as_row()
 
+    def human_ai_segmentation(self, test: SliceSet) -> torch.Tensor | None:
+        """Per image the best mask of the human–AI search (an ORACLE: reads ``test.labels``); None for
+        ``-spat`` or when ``params.oracle`` is false."""
+        if not self.uses_refinement or self.oracle_config is None:
+            return None
+        return human_ai_oracle(self, test, self.calibration_batch_size, self.oracle_config).masks
+
+    def diagnostic_figures(self, slices: SliceSet, out_dir: Path) -> list[Path]:
+        """The mask-shrinking figure of ``slices`` (PNG + PDF); none for ``-spat`` (no iterations)."""
+        if not self.uses_refinement:
+            return []
+        return shrinking_figure(self, slices, Path(out_dir) / "itermask2_shrinking")
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"f1": self.f1.state_dict(), "tau": self.tau, "tau_percentile": self.tau_percentile}
         if self.f2 is not None:
@@ -263,15 +315,27 @@ class IterMask2(AnomalyMethod):
             if "f2" not in state:
                 raise KeyError(f"itermask2 {self.variant}: the saved state has no f2 (saved from a -spat run?)")
             self.f2.load_state_dict(state["f2"])
-        if state.get("tau_percentile", self.tau_percentile) != self.tau_percentile:
-            raise ValueError(
-                f"itermask2: saved τ was calibrated at percentile {state['tau_percentile']}, "
-                f"this config asks for {self.tau_percentile}; call calibrate(val) again"
-            )
-        self.tau = state["tau"]
+        # networks trained at any τ percentile load (a τ sweep trains once); a τ calibrated at another
+        # percentile is dropped, so predict asks for calibrate(val) instead of using the wrong τ
+        same_q = state.get("tau_percentile", self.tau_percentile) == self.tau_percentile
+        self.tau = state["tau"] if same_q else None
         self._eval()
 
     def _eval(self) -> None:
         for net in self.networks():
             net.eval()
 
+
+def _oracle_config(oracle: Mapping[str, Any] | bool | None) -> OracleConfig | None:
+    """``params.oracle`` → the human–AI search space (None/True: official defaults; False: disabled)."""
+    if oracle is False:
+        return None
+    if oracle is None or oracle is True:
+        return OracleConfig()
+    fields = dict(oracle)
+    if "start_fractions" in fields:
+        fields["start_fractions"] = tuple(float(f) for f in fields["start_fractions"])
+    try:
+        return OracleConfig(**fields)
+    except TypeError as why:
+        raise ValueError(f"itermask2: params.oracle: {why}; expected fields of OracleConfig") from None

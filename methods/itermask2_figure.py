@@ -1,21 +1,29 @@
 """Figure of IterMask²'s mask shrinking (issue 3): per test slice, the input, its label, the mask after
-every iteration and the final anomaly map. Plotting only; the masks come from :meth:`IterMask2.refine`."""
+every iteration and the final anomaly map. Plotting only; the masks come from :meth:`IterMask2.refine`.
+Used by :meth:`IterMask2.diagnostic_figures` (the runner writes it once per cell)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.figure import Figure  # no pyplot: renders with Agg, leaves the user's backend alone
 
 from datasets.slices import SliceSet
-from methods.itermask2 import IterMask2
+
+if TYPE_CHECKING:  # methods.itermask2 imports this module (IterMask2.diagnostic_figures)
+    from methods.itermask2 import IterMask2
 
 MAX_MASK_COLUMNS = 8
 
 
-def shrinking_figure(method: IterMask2, slices: SliceSet, path: Path | str, title: str = "") -> Path:
-    """Write a PNG with one row per slice of ``slices`` (keep it to a handful) and return its path.
+FORMATS = ("png", "pdf")
+
+
+def shrinking_figure(method: IterMask2, slices: SliceSet, path: Path | str, title: str = "") -> list[Path]:
+    """Write ``path`` as PNG and PDF (suffix replaced) with one row per slice of ``slices`` (keep it to a
+    handful); returns the written paths.
 
     Columns: input, label, the masks of up to :data:`MAX_MASK_COLUMNS` iterations (evenly chosen, first
     and last always shown, each titled with its iteration and masked share of the brain), final map.
@@ -46,8 +54,10 @@ def shrinking_figure(method: IterMask2, slices: SliceSet, path: Path | str, titl
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path
+    written = [path.with_suffix(f".{fmt}") for fmt in FORMATS]
+    for target in written:
+        fig.savefig(target, dpi=120)
+    return written
 
 
 def _chosen_steps(total: int) -> list[int]:

@@ -2,7 +2,8 @@
 
 * :func:`first_step_mask`: per image, exactly the top ``keep_fraction`` of in-brain error pixels.
 * :func:`iterative_refinement`: the batched mask-shrinking loop with a per-image active set; converged
-  or capped images leave the batch and cost no further network evaluations.
+  or capped images leave the batch and cost no further network evaluations (``keep_converged=True``: the
+  official code's loop, where they keep passing through f2 with frozen state, for cost comparisons).
 * :func:`pooled_tau`: τ as the pooled percentile of masked-pixel errors (the official ``kthvalue`` rule).
 * :class:`SliceNoise`: fresh N(0, 1) noise per iteration from one generator per slice, seeded from the
   method's seed and the slice's identity, so a slice's result does not depend on its batch.
@@ -96,6 +97,7 @@ def iterative_refinement(
     noise: NoiseSource,
     config: RefinementConfig = RefinementConfig(),
     record_history: bool = False,
+    keep_converged: bool = False,
 ) -> RefinementResult:
     """Shrink each image's mask from the first step until it shrinks by < ``min_shrink`` (§5).
 
@@ -110,6 +112,9 @@ def iterative_refinement(
         noise: fresh noise per call (see :class:`SliceNoise`).
         config: first-step share, stopping rule and cap.
         record_history: keep every iteration's masks (for figures and tests).
+        keep_converged: official-style batching: every image passes through f2 until the slowest stops, but
+            stopped images keep their state, so masks and maps equal the active-set loop's; ``nfe`` then
+            counts the evaluations actually spent (the loop's iteration count for every image).
     """
     region = brain > 0
     fill_weight = brain.clamp(0.0, 1.0)
@@ -120,12 +125,16 @@ def iterative_refinement(
     capped = torch.zeros(b, dtype=torch.bool, device=x.device)
     history = [mask.clone()] if record_history else []
     active = torch.arange(b, device=x.device)
+    everyone = torch.arange(b, device=x.device)
     while active.numel():
+        run = everyone if keep_converged else active  # images sent through f2 this iteration
         m = mask[active]
         x_a = x[active]
-        x_in = fill_with_noise(x_a, m * fill_weight[active], noise(active))
-        prediction = masked_model(x_in, x_s[active])
-        nfe[active] += 1
+        x_in = fill_with_noise(x[run], mask[run] * fill_weight[run], noise(run))
+        prediction = masked_model(x_in, x_s[run])
+        if keep_converged:
+            prediction = prediction[active]
+        nfe[run] += 1
         reconstruction[active] = prediction
         shrunk = ((prediction - x_a).square() > tau) & m
         size = m.flatten(1).sum(1)

@@ -15,30 +15,41 @@ leave the batch; a per-start iteration cap (``max_iterations``) is counted; nois
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from benchmark.metrics import dice_per_image
 from datasets.slices import SliceSet
-from methods.itermask2 import IterMask2
 from methods.itermask2_inference import fill_with_noise, first_step_mask
+
+if TYPE_CHECKING:  # methods.itermask2 imports this module (IterMask2.human_ai_segmentation)
+    from methods.itermask2 import IterMask2
 
 ORACLE_LABEL = "human–AI oracle (per-image best iteration chosen with test labels)"
 
 
 @dataclass(frozen=True)
 class OracleConfig:
-    """Search space of the human–AI oracle (defaults = official code)."""
+    """Search space of the human–AI oracle (defaults = official code).
+
+    The official ``tau_step`` 0.001 and ``tau_max`` 0.3 are squared errors of images scaled to [0, 1]; this
+    suite's intensities are z-scored (about 6 units from background to lesion), so absolute values do not
+    transfer. ``units="tau"`` reads both as multiples of the calibrated τ instead (the configs use that).
+    """
 
     start_fractions: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
     tau_step: float = 0.001
     tau_max: float = 0.3
     min_shrink: float = 0.01
     max_iterations: int = 1000
+    units: Literal["absolute", "tau"] = "absolute"
 
     def __post_init__(self) -> None:
         if not self.start_fractions or not all(0.0 < f <= 1.0 for f in self.start_fractions):
             raise ValueError(f"oracle start_fractions must be in (0, 1], got {self.start_fractions}")
+        if self.units not in ("absolute", "tau"):
+            raise ValueError(f"oracle units must be 'absolute' or 'tau', got {self.units!r}")
         if self.tau_step <= 0 or self.max_iterations < 1:
             raise ValueError(f"oracle needs tau_step > 0 and max_iterations >= 1, got {self}")
 
@@ -90,6 +101,8 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
     region = batch.brain > 0
     fill_weight = batch.brain.clamp(0.0, 1.0)
     first_error = (method.first_iteration(x_s) - x).square() * region
+    unit = _threshold_unit(method, config)
+    tau_step, tau_max = config.tau_step * unit, config.tau_max * unit
     b = x.shape[0]
     best = torch.full((b,), -1.0, dtype=torch.float64)
     best_mask = torch.zeros_like(region, device="cpu")
@@ -114,7 +127,7 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
         noise = method.slice_noise(batch, salt=f"oracle{start}")
         every = torch.arange(b, device=x.device)
         score(mask, every, start, 0)
-        active = every[(threshold < config.tau_max) & mask.flatten(1).any(1)]
+        active = every[(threshold < tau_max) & mask.flatten(1).any(1)]
         for iteration in range(1, config.max_iterations + 1):
             if not active.numel():
                 break
@@ -125,9 +138,18 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
             shrunk = ((prediction - x[active]).square() > threshold[active, None, None]) & m
             size = m.flatten(1).sum(1)
             slow = (size - shrunk.flatten(1).sum(1)).double() < config.min_shrink * size.double()
-            threshold[active] += config.tau_step * slow
+            threshold[active] += tau_step * slow
             mask[active] = shrunk
             score(shrunk, active, start, iteration)
-            active = active[(threshold[active] < config.tau_max) & shrunk.flatten(1).any(1)]
+            active = active[(threshold[active] < tau_max) & shrunk.flatten(1).any(1)]
         capped[active.cpu()] += 1
     return best, best_mask, best_start, best_iteration, nfe, capped
+
+
+def _threshold_unit(method: IterMask2, config: OracleConfig) -> float:
+    """1 for absolute thresholds; the calibrated τ when ``tau_step`` / ``tau_max`` are multiples of it."""
+    if config.units == "absolute":
+        return 1.0
+    if method.tau is None:
+        raise RuntimeError("itermask2 oracle: units='tau' needs a calibrated τ; call calibrate(val) first")
+    return float(method.tau)

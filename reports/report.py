@@ -1,60 +1,235 @@
-"""``report.md`` for one results store: tables for every data set and protocol, method notes,
-configuration and environment. Regenerated at the end of every run and by ``python -m reports``."""
+"""``report.md`` for one results store: the paper-layout tables (md/tex/csv) with an oracle block, paired
+tests, figures, sensitivity sweeps and cost tables when present, method notes with deviations,
+configuration and environment. Regenerated at the end of every run and by ``python -m reports``.
+Reads only rows, saved arrays and job records, never models."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.store import ResultsStore
-from reports.tables import Table, comparison_table
+from reports import figures
+from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
+from reports.tables import PAPER_METRICS, Table, comparison_table
 
+log = logging.getLogger("reports")
+TIMING_EXPERIMENT = "timing"
+#: Row fields that list a cell's diagnostic figures (relative to the report folder).
+DIAGNOSTIC_FIELDS: tuple[str, ...] = ("diagnostic_figures", "figures")
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report reads from ``experiment.*`` (defaults when a key or the whole config is missing)."""
+
+    title: str = "Benchmark report"
+    modalities: tuple[str, ...] = ()
+    table_protocol: str = "oracle_global"
+    protocols: tuple[str, ...] = ()  # threshold protocols tabulated (empty: every protocol in the rows)
+    metrics: tuple[str, ...] = PAPER_METRICS
+    oracle_protocols: tuple[str, ...] = ()
+    oracle_methods: tuple[str, ...] | None = None
+    method_order: tuple[str, ...] = ()
+    reference_method: str = "itermask2"
+    n_examples: int = 4
+    sweep: dict[str, Any] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig | None) -> ReportSettings:
+        if cfg is None:
+            return cls()
+        e = cfg.experiment
+        oracle_methods = e.get("oracle_methods")
+        sweep = e.get("sweep")
+        return cls(
+            title=str(e.get("title") or e.get("name") or cls.title),
+            modalities=tuple(e.get("modalities") or ()),
+            table_protocol=str(e.get("table_protocol") or cls.table_protocol),
+            protocols=tuple(e.get("protocols") or ()),
+            metrics=tuple(e.get("columns") or PAPER_METRICS),
+            oracle_protocols=tuple(e.get("oracle_protocols") or ()),
+            oracle_methods=None if oracle_methods is None else tuple(oracle_methods),
+            method_order=tuple(cfg.get("methods") or ()),
+            reference_method=str(e.get("reference_method") or cls.reference_method),
+            n_examples=int(e.get("figure_examples") or cls.n_examples),
+            sweep=OmegaConf.to_container(sweep, resolve=True) if sweep else None,  # type: ignore[arg-type]
+        )
 
 
 def write_report(store: ResultsStore, out_dir: Path, cfg: DictConfig | None = None) -> Path:
-    """Write tables (md/tex/csv) and ``report.md`` into ``out_dir``; returns the report's path."""
+    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` into ``out_dir``; returns its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = cfg if cfg is not None else _saved_config(store)
-    rows = store.rows()
-    lines = [f"# {cfg.experiment.get('title', cfg.experiment.name) if cfg else 'Benchmark report'}", ""]
-    if rows.empty:
+    settings = ReportSettings.from_config(cfg)
+    all_rows = store.rows()
+    lines = [f"# {settings.title}", ""]
+    if all_rows.empty:
         lines.append("No finished cells in the results store yet.")
-        path = out_dir / "report.md"
-        path.write_text("\n".join(lines) + "\n")
-        return path
-    modalities = list(cfg.experiment.modalities) if cfg else sorted(rows["modality"].unique())
-    main_protocol = cfg.experiment.get("table_protocol", "oracle_global") if cfg else "oracle_global"
-    protocols = [p for p in rows["protocol"].dropna().unique()]
-    protocols.sort(key=lambda p: (p != main_protocol, p))
-    lines += ["## Tables", ""]
-    for dataset in rows["dataset"].unique():
-        for protocol in protocols:
-            table = comparison_table(rows, protocol, dataset, modalities)
-            stem = f"table__{dataset}__{protocol}"
-            _write_table(table, out_dir, stem)
-            lines += [
-                f"### {dataset} — {protocol}{' (oracle: uses test labels)' if 'oracle' in protocol else ''}",
-                "",
-                table.to_markdown(),
-                f"Files: [{stem}.md]({stem}.md), [{stem}.tex]({stem}.tex), [{stem}.csv]({stem}.csv)",
-                "",
-            ]
-    lines += _threshold_free_section(rows)
-    lines += _method_notes(rows)
-    lines += _provenance_section(rows, store)
-    path = out_dir / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    rows.to_csv(out_dir / "all_rows.csv", index=False)
-    return path
+        return _write_text(out_dir / "report.md", lines)
+    timing = all_rows[all_rows["experiment"] == TIMING_EXPERIMENT] if "experiment" in all_rows else all_rows.iloc[:0]
+    rows = all_rows.drop(index=timing.index)
+    if not rows.empty:
+        lines += _tables_section(store, rows, settings, out_dir)
+        lines += _figures_section(store, rows, settings, out_dir)
+        lines += _sweep_section(rows, settings, out_dir)
+        lines += _threshold_free_section(rows)
+    lines += _cost_section(timing, out_dir)
+    lines += _diagnostic_section(all_rows)
+    lines += _method_notes(all_rows)
+    lines += _provenance_section(all_rows, store)
+    all_rows.to_csv(out_dir / "all_rows.csv", index=False)
+    return _write_text(out_dir / "report.md", lines)
 
 
-def _write_table(table: Table, out_dir: Path, stem: str) -> None:
-    (out_dir / f"{stem}.md").write_text(table.to_markdown())
-    (out_dir / f"{stem}.tex").write_text(table.to_latex())
-    table.to_csv(out_dir / f"{stem}.csv")
+def _tables_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
+    """Main table per data set (and all data sets together) and protocol; paired tests beside the main one."""
+    protocols = [
+        p for p in rows["protocol"].dropna().unique()
+        if p not in settings.oracle_protocols and (not settings.protocols or p in settings.protocols)
+    ]
+    protocols.sort(key=lambda p: (p != settings.table_protocol, p))
+    datasets = list(dict.fromkeys(rows["dataset"]))
+    scopes = [[d] for d in datasets] + ([datasets] if len(datasets) > 1 else [])
+    lines = ["## Tables", ""]
+    for protocol in protocols:
+        is_main = protocol == settings.table_protocol
+        for scope in scopes:
+            name = scope[0] if len(scope) == 1 else "all"
+            table = comparison_table(
+                rows, protocol, scope, _modalities(rows[rows["dataset"].isin(scope)], settings.modalities),
+                metrics=settings.metrics,
+                oracle_protocols=settings.oracle_protocols if is_main else (),
+                oracle_methods=settings.oracle_methods,
+                method_order=settings.method_order,
+            )  # fmt: skip
+            stem = f"table__{name}__{protocol}"
+            write_table(table, out_dir, stem)
+            oracle = " (oracle threshold: uses test labels)" if _is_oracle(rows, protocol) else ""
+            heading = f"### {', '.join(scope)} — {protocol}{oracle}"
+            lines += [heading, "", table.to_markdown(), _links(stem, ("md", "tex", "csv")), ""]
+        if is_main:
+            lines += _paired_tests(store, rows, protocol, settings, out_dir)
+    return lines
+
+
+def write_table(table: Table, out_dir: Path, stem: str) -> list[Path]:
+    """``<stem>.md``, ``<stem>.tex`` and ``<stem>.csv`` of one table."""
+    paths = [out_dir / f"{stem}.{suffix}" for suffix in ("md", "tex", "csv")]
+    paths[0].write_text(table.to_markdown())
+    paths[1].write_text(table.to_latex())
+    table.to_csv(paths[2])
+    return paths
+
+
+def _paired_tests(
+    store: ResultsStore, rows: pd.DataFrame, protocol: str, settings: ReportSettings, out_dir: Path
+) -> list[str]:
+    tests = wilcoxon_vs_reference(store, rows, protocol, settings.reference_method)
+    if tests.empty:
+        return []
+    stem = f"wilcoxon__{protocol}"
+    tests.to_csv(out_dir / f"{stem}.csv", index=False, float_format="%.6g")
+    return [
+        f"#### Paired Wilcoxon signed-rank tests ({protocol}): {tests['reference'].iloc[0]} vs each baseline",
+        "",
+        "Per-subject mean Dice (test slices averaged per subject, then over seeds); two-sided; differences "
+        "are reference − baseline; p-values not corrected for multiple comparisons.",
+        "",
+        wilcoxon_markdown(tests),
+        _links(stem, ("csv",)),
+        "",
+    ]
+
+
+def _figures_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
+    """Fig. 2 grid and reconstructions per (data set, modality), Dice by lesion size per data set."""
+    main = rows[(rows["protocol"] == settings.table_protocol) & (rows["status"] == "ok")]
+    if main.empty:
+        return []
+    fig_dir = out_dir / "figures"
+    lines = ["## Figures", "", f"Threshold protocol of the segmentations: {settings.table_protocol}.", ""]
+    for dataset, by_dataset in main.groupby("dataset", sort=False):
+        paths = figures.dice_by_size(by_dataset, fig_dir, f"dice_by_size__{dataset}")
+        lines += _figure_lines(f"Dice by lesion size — {dataset}", paths, out_dir)
+        for modality in _modalities(by_dataset, settings.modalities):
+            of_modality = by_dataset[by_dataset["modality"] == modality]
+            cell_rows = figures.one_row_per_method(of_modality, settings.method_order)
+            stem = f"{dataset}__{modality}"
+            grid = figures.qualitative_grid(store, cell_rows, fig_dir, f"qualitative__{stem}", settings.n_examples)
+            lines += _figure_lines(
+                f"Qualitative results — {dataset} {modality} (input, ground truth, per method: anomaly map "
+                "normalised with the protocol's test-set min–max on one colour scale [0, 1], and segmentation)",
+                grid, out_dir,
+            )  # fmt: skip
+            recon = figures.reconstruction_examples(
+                store, cell_rows, fig_dir, f"reconstructions__{stem}", settings.n_examples
+            )
+            lines += _figure_lines(f"Reconstructions — {dataset} {modality}", recon, out_dir)
+    return lines
+
+
+def _sweep_section(rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
+    """Sensitivity table and figure of an ``experiment.sweep`` (reports/sensitivity.py)."""
+    if not settings.sweep:
+        return []
+    parameter, label = settings.sweep.get("parameter"), settings.sweep.get("label", settings.sweep.get("parameter"))
+    lines = [f"## Sensitivity to {label}", ""]
+    sensitivity = _optional_module("reports.sensitivity")
+    if sensitivity is None:
+        return lines + ["reports/sensitivity.py is not available in this checkout: sweep table and figure skipped.", ""]
+    table = sensitivity.sensitivity_table(rows, parameter, settings.table_protocol)
+    stem = f"sensitivity__{parameter}"
+    table.to_csv(out_dir / f"{stem}.csv", index=False, float_format="%.4f")
+    lines += [frame_markdown(table), _links(stem, ("csv",)), ""]
+    paths = sensitivity.sensitivity_figure(rows, parameter, label, out_dir / "figures", settings.table_protocol)
+    return lines + _figure_lines(f"Sensitivity to {label}", paths, out_dir)
+
+
+def _cost_section(timing: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Cost table of the timing harness's rows (reports/cost.py)."""
+    if timing.empty:
+        return []
+    lines = ["## Cost (timing harness)", ""]
+    cost = _optional_module("reports.cost")
+    if cost is None:
+        return lines + ["reports/cost.py is not available in this checkout: cost table skipped.", ""]
+    table = cost.cost_table(timing)
+    write_table(table, out_dir, "cost")
+    return lines + [table.to_markdown(), _links("cost", ("md", "tex", "csv")), ""]
+
+
+def _diagnostic_section(rows: pd.DataFrame) -> list[str]:
+    """Links to the methods' diagnostic figures listed in the rows (paths relative to the report folder)."""
+    paths = [
+        p
+        for column in DIAGNOSTIC_FIELDS
+        if column in rows
+        for entry in rows[column]
+        if isinstance(entry, list)
+        for p in entry
+    ]
+    if not paths:
+        return []
+    return ["## Diagnostic figures", "", *[f"- [{p}]({p})" for p in dict.fromkeys(paths)], ""]
+
+
+def frame_markdown(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (floats with 4 significant digits)."""
+    def cell(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
 
 
 def _threshold_free_section(rows: pd.DataFrame) -> list[str]:
@@ -71,16 +246,19 @@ def _threshold_free_section(rows: pd.DataFrame) -> list[str]:
 
 
 def _method_notes(rows: pd.DataFrame) -> list[str]:
+    if "method_label" not in rows:
+        return []
     lines = ["## Methods and deviations from the references", ""]
     for label, group in rows.groupby("method_label", sort=False):
         first = group.iloc[0]
-        lines.append(f"### {label}")
-        lines.append("")
-        lines.append("Configuration:")
-        lines.append("```yaml\n" + str(first["config"]).rstrip() + "\n```")
-        for deviation in first.get("deviations") or []:
-            lines.append(f"- {deviation}")
-        steps = group["train_steps"].dropna()
+        lines += [f"### {label}", ""]
+        if first.get("status") == "unavailable":
+            lines.append(f"- Not applicable here: {first.get('reason')}")
+        if isinstance(first.get("config"), str):
+            lines += ["Configuration:", "```yaml\n" + first["config"].rstrip() + "\n```"]
+        deviations = first.get("deviations")
+        lines += [f"- {deviation}" for deviation in (deviations if isinstance(deviations, list) else [])]
+        steps = group["train_steps"].dropna() if "train_steps" in group else pd.Series(dtype=float)
         if len(steps):
             lines.append(
                 f"- Training: {int(steps.max())} steps at most, {group['train_seconds'].mean():.0f} s per model "
@@ -92,18 +270,57 @@ def _method_notes(rows: pd.DataFrame) -> list[str]:
 
 def _provenance_section(rows: pd.DataFrame, store: ResultsStore) -> list[str]:
     lines = ["## Provenance", ""]
-    lines.append(f"- Commit(s): {', '.join(sorted(rows['commit'].unique()))}")
-    lines.append(f"- Seeds: {sorted(rows['seed'].unique().tolist())}")
-    lines.append(f"- Pre-processing hash(es): {', '.join(sorted(rows['preprocess_hash'].unique()))}")
-    lines.append(f"- Device(s): {', '.join(sorted(rows['device'].unique()))}")
-    env_path = store.environment_path
-    if env_path.exists():
-        env = json.loads(env_path.read_text())
+    fields = (("commit", "Commit(s)"), ("preprocess_hash", "Pre-processing hash(es)"), ("device", "Device(s)"))
+    for column, name in fields:
+        if column in rows:
+            lines.append(f"- {name}: {', '.join(sorted(str(v) for v in rows[column].dropna().unique()))}")
+    if "seed" in rows:
+        lines.append(f"- Seeds: {sorted(int(s) for s in rows['seed'].dropna().unique())}")
+    jobs = store.jobs()
+    if jobs:
+        lines.append(f"- Jobs recorded: {len(jobs)} (config and environment of each in `{store.jobs_dir}`)")
+    if store.environment_path.exists():
+        env = json.loads(store.environment_path.read_text())
         lines.append("- Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()))
-    config_path = store.config_path
-    if config_path.exists():
-        lines += ["", "Run configuration:", "```yaml", config_path.read_text().rstrip(), "```"]
+    if store.config_path.exists():
+        lines += ["", "Run configuration (latest job):", "```yaml", store.config_path.read_text().rstrip(), "```"]
     return lines + [""]
+
+
+def _modalities(rows: pd.DataFrame, preferred: tuple[str, ...]) -> list[str]:
+    """Modalities present in ``rows``: the configured order first, then the others in order of appearance."""
+    present = list(dict.fromkeys(rows["modality"].dropna()))
+    return [m for m in preferred if m in present] + [m for m in present if m not in preferred]
+
+
+def _is_oracle(rows: pd.DataFrame, protocol: str) -> bool:
+    flags = rows.loc[rows["protocol"] == protocol, "is_oracle"] if "is_oracle" in rows else pd.Series(dtype=bool)
+    return bool(flags.fillna(False).astype(bool).any())
+
+
+def _figure_lines(caption: str, paths: list[Path], out_dir: Path) -> list[str]:
+    if not paths:
+        return []
+    rel = [p.relative_to(out_dir).as_posix() for p in paths]
+    png = next((r for r in rel if r.endswith(".png")), rel[0])
+    return [f"**{caption}**", "", f"![{caption}]({png})", "", "Files: " + ", ".join(f"[{r}]({r})" for r in rel), ""]
+
+
+def _links(stem: str, suffixes: tuple[str, ...]) -> str:
+    return "Files: " + ", ".join(f"[{stem}.{s}]({stem}.{s})" for s in suffixes)
+
+
+def _optional_module(name: str) -> Any | None:
+    """A report module written separately (sensitivity, cost), or None with a log message if missing."""
+    if importlib.util.find_spec(name) is None:
+        log.warning("%s is not available: its part of the report is skipped", name)
+        return None
+    return importlib.import_module(name)
+
+
+def _write_text(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def _saved_config(store: ResultsStore) -> DictConfig | None:

@@ -1,118 +1,283 @@
-"""Result rows → tables in the paper's layout (methods as rows; per modality DSC, Sens., Prec., SSIM).
+"""Result rows → tables in the paper's layout (methods as rows; per data set/modality DSC, Sens., Prec., SSIM).
 
-Every table is rendered three ways from one DataFrame: Markdown (best in bold), LaTeX (booktabs, best
-in bold) and CSV (plain numbers). The caption names the data set and the threshold protocol.
+Every table is rendered three ways from one set of numbers: Markdown (best in bold), LaTeX (booktabs,
+best in bold, oracle rows shaded) and CSV (plain numbers, one column per value and its uncertainty).
+Values are means over seeds; the uncertainty is the standard deviation over seeds when a cell has
+several seeds, otherwise the 95 % bootstrap CI over test subjects stored in the rows (``<metric>_lo``,
+``<metric>_hi``). A second block holds per-image oracle rows (thresholds or iterations chosen with the
+test labels), marked with † and never bolded, because they are not comparable with honest predictions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-#: (row field, column label, higher is better) of the paper's Table 1, per modality.
-PAPER_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("dice", "DSC"),
-    ("sens", "Sens."),
-    ("prec", "Prec."),
-    ("ssim_paper", "SSIM"),
-)
+#: Column label of every row field a table can show (all: higher is better).
+METRIC_LABELS: dict[str, str] = {
+    "dice": "DSC",
+    "sens": "Sens.",
+    "prec": "Prec.",
+    "ssim_paper": "SSIM",
+    "ssim_normal": "SSIM (normal)",
+    "dice_small": "Small",
+    "dice_medium": "Medium",
+    "dice_large": "Large",
+    "dice_pooled": "DSC (pooled)",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+}
+#: The paper's Table 1 metrics per modality.
+PAPER_METRICS: tuple[str, ...] = ("dice", "sens", "prec", "ssim_paper")
+#: Cost fields of the rows (averaged over the table's data sets and modalities).
 COST_COLUMNS: tuple[tuple[str, str], ...] = (("nfe_per_slice", "NFE"), ("ms_per_slice", "ms/slice"))
 MISSING = "–"
+ORACLE_MARK = "†"
+#: Readable names of oracle protocols in row labels.
+ORACLE_NAMES: dict[str, str] = {"oracle_per_image": "per-image oracle", "human_ai": "human–AI oracle"}
 
 
 @dataclass(frozen=True)
 class Table:
-    """A rendered table: values (methods x (modality, metric)) and its caption."""
+    """A table: values (row label x (group, metric)), optional uncertainty, caption, oracle block.
+
+    ``spread`` holds the uncertainty as numbers: ``{"std": df}`` (several seeds) or ``{"lo": df, "hi": df}``
+    (bootstrap CI), each shaped like ``values`` (NaN = none). Rows named in ``oracle_rows`` form the
+    second (oracle) block; ``bold_best`` names the metric labels whose best main-block value is bold.
+    """
 
     values: pd.DataFrame  # float, NaN = not applicable / not available
     caption: str
-    bold_best: tuple[str, ...]  # metric labels where the best value per column is bold
+    bold_best: tuple[str, ...]
+    spread: dict[str, pd.DataFrame] = field(default_factory=dict)
+    oracle_rows: tuple[str, ...] = ()
+    oracle_note: str = "per-image oracle: thresholds or iterations chosen with the test labels"
+
+    @property
+    def main_rows(self) -> list[str]:
+        return [r for r in self.values.index if r not in self.oracle_rows]
 
     def to_markdown(self) -> str:
-        cells = self._formatted(bold=lambda s: f"**{s}**")
-        header = ["Method", *[f"{mod} {metric}" if mod else metric for mod, metric in cells.columns]]
+        cells = self._formatted(bold=lambda s: f"**{s}**", plus_minus="±")
+        header = ["Method", *[f"{group} {metric}" if group else metric for group, metric in cells.columns]]
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for method, row in cells.iterrows():
-            lines.append("| " + " | ".join([str(method), *row.tolist()]) + " |")
+        lines += ["| " + " | ".join([str(m), *cells.loc[m].tolist()]) + " |" for m in self.main_rows]
+        if self.oracle_rows:
+            lines.append("| " + " | ".join([f"*{ORACLE_MARK} {self.oracle_note}*", *[""] * len(cells.columns)]) + " |")
+            lines += ["| " + " | ".join([_oracle_label(m), *cells.loc[m].tolist()]) + " |" for m in self.oracle_rows]
         return f"{self.caption}\n\n" + "\n".join(lines) + "\n"
 
     def to_latex(self) -> str:
-        cells = self._formatted(bold=lambda s: f"\\textbf{{{s}}}")
-        groups = [(mod, sum(1 for m, _ in cells.columns if m == mod)) for mod in dict.fromkeys(m for m, _ in cells.columns)]
-        spec = "l" + "c" * len(cells.columns)
-        top = " & ".join(["", *[f"\\multicolumn{{{n}}}{{c}}{{{_tex(mod) or 'Cost'}}}" for mod, n in groups]])
+        """booktabs table; oracle rows are shaded (``\\rowcolor`` needs ``\\usepackage[table]{xcolor}``)."""
+        cells = self._formatted(bold=lambda s: f"\\textbf{{{s}}}", plus_minus="±")
+        groups = [(g, sum(1 for c, _ in cells.columns if c == g)) for g in dict.fromkeys(c for c, _ in cells.columns)]
+        n_columns = len(cells.columns) + 1
+        top = " & ".join(["", *[f"\\multicolumn{{{n}}}{{c}}{{{_tex(g) or 'Cost'}}}" for g, n in groups]])
         sub = " & ".join(["Method", *[_tex(metric) for _, metric in cells.columns]])
-        body = [" & ".join([_tex(str(method)), *[_tex(v) for v in row]]) + r" \\" for method, row in cells.iterrows()]
+        body = [" & ".join([_tex(m), *[_tex(v) for v in cells.loc[m]]]) + r" \\" for m in self.main_rows]
+        if self.oracle_rows:
+            note = _tex(f"{ORACLE_MARK} {self.oracle_note}")
+            body += [r"\midrule", f"\\multicolumn{{{n_columns}}}{{l}}{{\\textit{{{note}}}}} \\\\"]
+            body += [
+                r"\rowcolor{gray!15} " + " & ".join([_tex(_oracle_label(m)), *[_tex(v) for v in cells.loc[m]]]) + r" \\"
+                for m in self.oracle_rows
+            ]
         return "\n".join(
             [
+                "% needs \\usepackage{booktabs,graphicx} and \\usepackage[table]{xcolor}",
                 r"\begin{table}[t]",
                 r"\centering",
                 f"\\caption{{{_tex(self.caption)}}}",
-                f"\\begin{{tabular}}{{{spec}}}",
+                r"\resizebox{\linewidth}{!}{%",
+                f"\\begin{{tabular}}{{{'l' + 'c' * len(cells.columns)}}}",
                 r"\toprule",
                 top + r" \\",
                 sub + r" \\",
                 r"\midrule",
                 *body,
                 r"\bottomrule",
-                r"\end{tabular}",
+                r"\end{tabular}}",
                 r"\end{table}",
                 "",
             ]
         )
 
     def to_csv(self, path: Path) -> None:
-        flat = self.values.copy()
-        flat.columns = [f"{mod} {metric}".strip() for mod, metric in flat.columns]
+        """Plain numbers: one column per value (``<group> <metric>``) and its uncertainty columns."""
+        flat = pd.DataFrame(index=self.values.index)
+        for column in self.values.columns:
+            name = " ".join(c for c in column if c)
+            flat[name] = self.values[column]
+            for kind, frame in self.spread.items():
+                if frame[column].notna().any():
+                    flat[f"{name} {kind}"] = frame[column]
+        flat.insert(0, "block", ["oracle" if m in self.oracle_rows else "main" for m in flat.index])
         flat.index.name = "method"
         flat.to_csv(path, float_format="%.4f")
 
-    def _formatted(self, bold) -> pd.DataFrame:
+    def best_rows(self, column: tuple[str, str]) -> list[str]:
+        """Main-block rows holding the best (highest) value of ``column`` (empty if fewer than two values)."""
+        col = self.values.loc[self.main_rows, column]
+        if column[1] not in self.bold_best or col.notna().sum() < 2:
+            return []
+        return list(col.index[np.isclose(col.fillna(-np.inf), col.max())])
+
+    def _formatted(self, bold: Callable[[str], str], plus_minus: str) -> pd.DataFrame:
         out = self.values.map(lambda v: MISSING if pd.isna(v) else _fmt(v))
+        for row in self.values.index:
+            for column in self.values.columns:
+                if pd.isna(self.values.loc[row, column]):
+                    continue
+                if "std" in self.spread and pd.notna(self.spread["std"].loc[row, column]):
+                    out.loc[row, column] += f" {plus_minus} {_fmt(self.spread['std'].loc[row, column])}"
+                elif "lo" in self.spread and pd.notna(self.spread["lo"].loc[row, column]):
+                    lo, hi = self.spread["lo"].loc[row, column], self.spread["hi"].loc[row, column]
+                    out.loc[row, column] += f" [{_fmt(lo)}, {_fmt(hi)}]"
         for column in self.values.columns:
-            if column[1] not in self.bold_best:
-                continue
-            col = self.values[column]
-            if col.notna().sum() < 2:
-                continue
-            best = col.max()
-            for method in col.index[np.isclose(col.fillna(-np.inf), best)]:
-                out.loc[method, column] = bold(out.loc[method, column])
+            for row in self.best_rows(column):
+                out.loc[row, column] = bold(out.loc[row, column])
         return out
 
 
-def comparison_table(rows: pd.DataFrame, protocol: str, dataset: str, modalities: list[str]) -> Table:
-    """The paper's Table-1 layout for one data set and threshold protocol (mean over seeds)."""
-    ok = rows[(rows["dataset"] == dataset) & (rows["protocol"] == protocol)]
-    unavailable = rows[(rows["dataset"] == dataset) & (rows["status"] == "unavailable")]
-    methods = list(dict.fromkeys(rows[rows["dataset"] == dataset]["method_label"]))
-    columns = pd.MultiIndex.from_tuples(
-        [(mod, label) for mod in modalities for _, label in PAPER_COLUMNS] + [("", label) for _, label in COST_COLUMNS]
+def comparison_table(
+    rows: pd.DataFrame,
+    protocol: str,
+    dataset: str | Sequence[str],
+    modalities: Sequence[str],
+    *,
+    metrics: Sequence[str] = PAPER_METRICS,
+    oracle_protocols: Sequence[str] = (),
+    oracle_methods: Sequence[str] | None = None,
+    method_order: Sequence[str] | None = None,
+) -> Table:
+    """The paper's layout for one threshold protocol: methods x (data set, modality, metric) + cost.
+
+    Args:
+        rows: result rows (``ResultsStore.rows()``).
+        protocol: the threshold protocol of the main block.
+        dataset: one data set (columns per modality) or several (columns per data set and modality present).
+        modalities: the modalities to show, in order.
+        metrics: row fields shown per modality (labels from :data:`METRIC_LABELS`).
+        oracle_protocols: rows with ``is_oracle`` and one of these protocols form the oracle block.
+        oracle_methods: method keys (``method_key``) allowed in the oracle block; None = all.
+        method_order: method keys in the order of the rows (others follow in order of appearance).
+    """
+    unknown = [m for m in metrics if m not in METRIC_LABELS]
+    if unknown:
+        raise KeyError(f"unknown table metrics {unknown}; known: {sorted(METRIC_LABELS)}")
+    datasets = [dataset] if isinstance(dataset, str) else list(dataset)
+    rows = order_methods(rows[rows["dataset"].isin(datasets)], method_order)
+    groups = _groups(rows, datasets, modalities)
+    main = rows[rows["protocol"] == protocol].assign(_label=lambda r: r["method_label"])
+    oracle = _oracle_rows(rows, oracle_protocols, oracle_methods)
+    unavailable = rows[rows["status"] == "unavailable"]
+    labels = list(dict.fromkeys([*rows[rows["protocol"].isna() | (rows["protocol"] == protocol)]["method_label"]]))
+    oracle_labels = list(dict.fromkeys(oracle["_label"]))
+    metric_columns = [(_group_name(g, datasets), METRIC_LABELS[m]) for g in groups for m in metrics]
+    columns = pd.MultiIndex.from_tuples(metric_columns + [("", label) for _, label in COST_COLUMNS])
+    values = pd.DataFrame(np.nan, index=labels + oracle_labels, columns=columns, dtype=float)
+    std, lo, hi = values.copy(), values.copy(), values.copy()
+    several_seeds = False
+    for frame in (main, oracle):
+        for (label, ds, modality), cell in frame.groupby(["_label", "dataset", "modality"], sort=False):
+            if (ds, modality) not in groups:
+                continue
+            group = _group_name((ds, modality), datasets)
+            several = cell["seed"].nunique() > 1
+            several_seeds |= several
+            for metric in metrics:
+                column = (group, METRIC_LABELS[metric])
+                values.loc[label, column] = _mean(cell, metric)
+                if several:
+                    std.loc[label, column] = cell[metric].astype(float).std(ddof=1)
+                elif f"{metric}_lo" in cell:
+                    lo.loc[label, column] = _mean(cell, f"{metric}_lo")
+                    hi.loc[label, column] = _mean(cell, f"{metric}_hi")
+        in_groups = frame.loc[[(d, m) in groups for d, m in zip(frame["dataset"], frame["modality"])]]
+        for label, cell in in_groups.groupby("_label", sort=False):
+            for field_name, column_label in COST_COLUMNS:
+                values.loc[label, ("", column_label)] = _mean(cell, field_name)
+    spread = {"std": std} if several_seeds else {"lo": lo, "hi": hi}
+    caption = _caption(main if len(main) else rows, protocol, datasets, unavailable, several_seeds)
+    if oracle_labels:
+        caption += f" {ORACLE_MARK}: oracle rows ({', '.join(oracle_protocols)}) use the test labels per image."
+    return Table(values, caption, tuple(METRIC_LABELS[m] for m in metrics), spread, tuple(oracle_labels))
+
+
+def order_methods(rows: pd.DataFrame, method_order: Sequence[str] | None) -> pd.DataFrame:
+    """``rows`` stably sorted by the position of their ``method_key`` in ``method_order`` (others last)."""
+    if not method_order or "method_key" not in rows:
+        return rows
+    rank = {key: i for i, key in enumerate(method_order)}
+    position = rows["method_key"].map(lambda k: rank.get(k, len(rank)))
+    return rows.assign(_rank=position).sort_values("_rank", kind="stable").drop(columns="_rank")
+
+
+def _groups(rows: pd.DataFrame, datasets: list[str], modalities: Sequence[str]) -> list[tuple[str, str]]:
+    """(data set, modality) column groups: every modality for one data set, those present for several."""
+    if len(datasets) == 1:
+        return [(datasets[0], m) for m in modalities]
+    present = set(zip(rows["dataset"], rows["modality"]))
+    return [(d, m) for d in datasets for m in modalities if (d, m) in present]
+
+
+def _group_name(group: tuple[str, str], datasets: list[str]) -> str:
+    return group[1] if len(datasets) == 1 else f"{group[0]} {group[1]}"
+
+
+def _oracle_rows(rows: pd.DataFrame, protocols: Sequence[str], methods: Sequence[str] | None) -> pd.DataFrame:
+    if not protocols or "is_oracle" not in rows:
+        return rows.iloc[:0].assign(_label=pd.Series(dtype=str))
+    keep = rows["protocol"].isin(list(protocols)) & rows["is_oracle"].fillna(False).astype(bool)
+    if methods is not None:
+        keep &= rows["method_key"].isin(list(methods))
+    oracle = rows[keep]
+    labels = [f"{label} ({ORACLE_NAMES.get(p, p)})" for label, p in zip(oracle["method_label"], oracle["protocol"])]
+    return oracle.assign(_label=labels)
+
+
+def _mean(cell: pd.DataFrame, field_name: str) -> float:
+    if field_name not in cell:
+        return np.nan
+    values = pd.to_numeric(cell[field_name], errors="coerce")
+    return float(values.mean()) if values.notna().any() else np.nan
+
+
+def _caption(rows: pd.DataFrame, protocol: str, datasets: list[str], unavailable: pd.DataFrame, seeds_std: bool) -> str:
+    """Protocol, data, image size, test-set size, training budget (steps) and seeds of the table."""
+    seeds = sorted(int(s) for s in rows["seed"].dropna().unique()) if len(rows) else []
+    sizes = sorted({int(s) for s in rows["image_size"].dropna()}) if "image_size" in rows else []
+    n_test = ", ".join(
+        f"{d}: {int(g['n_test_slices'].max())} test slices / {int(g['n_test_subjects'].max())} subjects"
+        for d, g in rows.groupby("dataset", sort=False)
+        if "n_test_slices" in g and "n_test_subjects" in g and g["n_test_slices"].notna().any()
     )
-    values = pd.DataFrame(np.nan, index=methods, columns=columns)
-    means = ok.groupby(["method_label", "modality"]).mean(numeric_only=True)
-    for (method, modality), row in means.iterrows():
-        if modality not in modalities:
-            continue
-        for field, label in PAPER_COLUMNS:
-            values.loc[method, (modality, label)] = row.get(field, np.nan)
-    cost = ok.groupby("method_label")[[f for f, _ in COST_COLUMNS]].mean()
-    for method, row in cost.iterrows():
-        for field, label in COST_COLUMNS:
-            values.loc[method, ("", label)] = row[field]
-    seeds = sorted(ok["seed"].unique().tolist()) if len(ok) else []
-    n_test = int(ok["n_test_slices"].iloc[0]) if len(ok) else 0
-    size = int(ok["image_size"].iloc[0]) if len(ok) else 0
-    notes = f" Not applicable: {', '.join(sorted(set(unavailable['method_label'])))}." if len(unavailable) else ""
-    caption = (
-        f"Anomaly segmentation on {dataset} ({n_test} test slices, {size}x{size} px), threshold protocol "
-        f"'{protocol}', seed(s) {seeds}; mean over seeds. DSC/Sens./Prec. per image then averaged; SSIM = "
-        f"ssim_paper on normal tissue; NFE = network evaluations per slice; ms/slice = inference time.{notes}"
+    steps = ""
+    if "train_steps" in rows and rows["train_steps"].notna().any():
+        budget = rows.dropna(subset=["train_steps"]).groupby("method_label", sort=False)["train_steps"].max()
+        steps = " Training budget (steps): " + ", ".join(f"{m} {int(s)}" for m, s in budget.items()) + "."
+    spread = (
+        "mean ± std over seeds"
+        if seeds_std
+        else "mean [95 % bootstrap CI over test subjects]" if len(seeds) <= 1 else "mean over seeds"
     )
-    return Table(values=values, caption=caption, bold_best=tuple(label for _, label in PAPER_COLUMNS))
+    size = "/".join(f"{s}x{s}" for s in sizes) or "?"
+    not_applicable = ", ".join(sorted(set(unavailable["method_label"])))
+    notes = f" {MISSING}: not applicable ({not_applicable})." if not_applicable else ""
+    return (
+        f"Anomaly segmentation on {', '.join(datasets)} ({n_test or 'no test set'}; {size} px), threshold "
+        f"protocol '{protocol}', seed(s) {seeds}; values: {spread}.{steps} DSC/Sens./Prec. per image then "
+        f"averaged; SSIM = ssim_paper on normal tissue; NFE = network evaluations per slice; ms/slice = "
+        f"inference time.{notes}"
+    )
+
+
+def _oracle_label(label: str) -> str:
+    return f"{ORACLE_MARK} {label}"
 
 
 def _fmt(value: float) -> str:
@@ -123,5 +288,10 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
+_TEX = {
+    "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "±": r"$\pm$", "²": r"$^2$", "†": r"$^\dagger$", "–": "--"
+}  # fmt: skip
+
+
 def _tex(text: str) -> str:
-    return text.replace("&", r"\&").replace("%", r"\%").replace("_", r"\_").replace("#", r"\#")
+    return "".join(_TEX.get(c, c) for c in str(text))

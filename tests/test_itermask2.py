@@ -13,7 +13,7 @@ import torch
 
 from methods import MethodContext, TrainBudget, create_method
 from methods.frequency import high_pass, low_band, scaled_radius
-from methods.itermask2 import IterMask2
+from methods.itermask2 import VARIANTS, IterMask2
 from methods.itermask2_figure import shrinking_figure
 from methods.itermask2_inference import RefinementConfig, first_step_mask, iterative_refinement, pooled_tau
 from methods.masks import MaskConfig, masked_fraction, random_training_masks, sample_corners
@@ -277,27 +277,44 @@ def _create(variant: str = "default", **params: object) -> IterMask2:
     return method
 
 
-def _trained(variant: str = "default", **params: object) -> IterMask2:
-    torch.manual_seed(0)
-    method = _create(variant, **params)
-    log = method.fit(SPLITS.train, SPLITS.val, BUDGET)
-    assert log.steps == 2 and "f1_val_loss" in log.history[-1]
-    assert ("f2_val_loss" in log.history[-1]) == (variant != "-spat")
-    method.calibrate(SPLITS.val)
-    return method
+@pytest.fixture(scope="module")
+def trained_states() -> dict[str, dict]:
+    """Each variant fitted once (2 steps) for the whole module; tests rebuild methods from these states."""
+    states = {}
+    for variant in VARIANTS:
+        torch.manual_seed(0)
+        method = _create(variant)
+        log = method.fit(SPLITS.train, SPLITS.val, BUDGET)
+        assert log.steps == 2 and "f1_val_loss" in log.history[-1]
+        assert ("f2_val_loss" in log.history[-1]) == (variant != "-spat")
+        states[variant] = method.state_dict()
+    return states
 
 
-def test_variants_build_the_right_networks_and_costs() -> None:
-    default = _trained()
+@pytest.fixture
+def trained(trained_states):
+    """``trained(variant, **params)``: a fresh method with the module's fitted networks, calibrated."""
+
+    def build(variant: str = "default", **params: object) -> IterMask2:
+        method = _create(variant, **params)
+        method.load_state_dict(trained_states[variant])
+        method.calibrate(SPLITS.val)
+        return method
+
+    return build
+
+
+def test_variants_build_the_right_networks_and_costs(trained) -> None:
+    default = trained()
     assert default.f2 is not None and default.f2.input_conv.in_channels == 2
     assert default.display_name == "IterMask²" and IterMask2.row_label("-freq") == "IterMask² -freq"
 
-    freq = _trained("-freq")
+    freq = trained("-freq")
     assert freq.f2 is not None and freq.f2.input_conv.in_channels == 1
     out = freq.predict(SPLITS.test)
     assert (out.nfe >= 2).all() and out.final_mask is not None
 
-    spat = _trained("-spat")
+    spat = trained("-spat")
     assert spat.f2 is None and spat.tau is None and len(spat.networks()) == 1
     out = spat.predict(SPLITS.test)
     assert out.nfe.tolist() == [1] * len(SPLITS.test) and out.final_mask is None
@@ -308,12 +325,17 @@ def test_variants_build_the_right_networks_and_costs() -> None:
 
     with pytest.raises(ValueError, match="unknown variant"):
         _create("-both")
+    labelled = _create("τ p60", ablation="-freq")  # a free row label with an explicit layout
+    assert labelled.display_name == "IterMask² τ p60" and labelled.f2 is not None
+    assert labelled.f2.input_conv.in_channels == 1
+    with pytest.raises(ValueError, match="ablation"):
+        _create("τ p60")
     paper = create_method("itermask2", MethodContext("flair", 32, CPU, 0), net="paper")
     assert isinstance(paper, IterMask2) and paper.net_config == UNetConfig.preset("paper")
 
 
-def test_predict_is_reproducible_batch_independent_and_counts_capped_images() -> None:
-    method = _trained(max_iterations=3)
+def test_predict_is_reproducible_batch_independent_and_counts_capped_images(trained) -> None:
+    method = trained(max_iterations=3)
     whole = method.predict(SPLITS.test)
     halves = [method.predict(SPLITS.test.subset(slice(0, 2))), method.predict(SPLITS.test.subset(slice(2, 6)))]
     torch.testing.assert_close(torch.cat([h.anomaly_map for h in halves]), whole.anomaly_map)
@@ -333,22 +355,53 @@ def test_predict_is_reproducible_batch_independent_and_counts_capped_images() ->
     assert method.inference_stats() == {"n_capped": len(SPLITS.test), "capped_fraction": 1.0, "nfe_mean": 5.0}
 
 
-def test_state_round_trip_and_missing_calibration() -> None:
-    method = _trained()
+def test_state_round_trip_and_missing_calibration(trained) -> None:
+    method = trained()
     clone = _create()
     with pytest.raises(RuntimeError, match="calibrate"):
         clone.predict(SPLITS.test)
     clone.load_state_dict(method.state_dict())
     assert clone.tau == method.tau
     torch.testing.assert_close(clone.predict(SPLITS.test).anomaly_map, method.predict(SPLITS.test).anomaly_map)
+
+
+def test_a_state_saved_at_another_tau_percentile_loads_and_needs_recalibration(trained) -> None:
+    """A τ sweep trains once: the networks load at any percentile, the foreign τ is dropped, and calibrate
+    sets this percentile's τ (higher percentile → τ not lower, pooled over the same masked errors)."""
+    method = trained()  # calibrated at 80
     other_q = _create(tau_percentile=90)
-    with pytest.raises(ValueError, match="percentile 80"):
-        other_q.load_state_dict(method.state_dict())
+    other_q.load_state_dict(method.state_dict())
+    assert other_q.tau is None
+    with pytest.raises(RuntimeError, match="calibrate"):
+        other_q.predict(SPLITS.test)
+    other_q.calibrate(SPLITS.val)
+    assert other_q.tau is not None and method.tau is not None and other_q.tau > method.tau
+    for a, b in zip(method.networks(), other_q.networks(), strict=True):
+        for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+            assert torch.equal(p, q), name
 
 
-def test_shrinking_figure_is_written(tmp_path: Path) -> None:
-    method = _trained()
-    path = shrinking_figure(method, SPLITS.test.subset([0, 1]), tmp_path / "shrink.png")
-    assert path.exists() and path.stat().st_size > 1000
+def test_training_identity_ignores_inference_settings_only() -> None:
+    base = _create().training_identity()
+    for inference_only in ({"tau_percentile": 60}, {"keep_fraction": 0.5}, {"min_shrink": 0.05},
+                           {"max_iterations": 20}, {"calibration_batch_size": 4}, {"oracle": False}):
+        assert _create(**inference_only).training_identity() == base, inference_only
+    assert _create("τ p60", ablation="default", tau_percentile=60).training_identity() == base
+    for trained_differently in ({"radius": 10.0}, {"low_band_amplitude": 0.0}, {"mask_sampling": "independent"},
+                                {"net": TINY_NET | {"base_channels": 4}}):
+        assert _create(**trained_differently).training_identity() != base, trained_differently
+    assert _create("-freq").training_identity() != base and _create("-spat").training_identity() != base
+    spat = _create("-spat").training_identity()
+    assert _create("-spat", radius=20.0).training_identity() != spat
+    assert _create("-spat", mask_sampling="independent").training_identity() == spat  # -spat trains no masks
+
+
+def test_shrinking_figure_is_written_as_png_and_pdf(trained, tmp_path: Path) -> None:
+    method = trained()
+    paths = method.diagnostic_figures(SPLITS.test.subset([0, 1]), tmp_path / "figs")
+    assert [p.name for p in paths] == ["itermask2_shrinking.png", "itermask2_shrinking.pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
+    assert _create("-spat").diagnostic_figures(SPLITS.test, tmp_path / "none") == []
     with pytest.raises(ValueError, match="single-step"):
         shrinking_figure(_create("-spat"), SPLITS.test, tmp_path / "no.png")

@@ -80,3 +80,17 @@ def test_oracle_needs_the_masked_model() -> None:
     assert isinstance(spat, IterMask2)
     with pytest.raises(ValueError, match="needs the masked model"):
         human_ai_oracle(spat, _case()[1])
+
+
+def test_oracle_in_tau_units_equals_the_absolute_search() -> None:
+    """units="tau": tau_step / tau_max are multiples of the calibrated τ (here τ = 4 STEP), so the
+    search of the constructed case is the same as with the absolute values 4x smaller."""
+    method, test = _case()
+    method.tau = 4 * STEP
+    config = OracleConfig(start_fractions=(116 / 256,), tau_step=0.25, tau_max=19.5 / 4, units="tau")
+    result = human_ai_oracle(method, test, config=config)
+    assert result.dice.tolist() == [1.0] and result.iteration.tolist() == [4]
+    assert result.nfe.tolist() == [1 + 16]
+    method.tau = None
+    with pytest.raises(RuntimeError, match="calibrated"):
+        human_ai_oracle(method, test, config=config)

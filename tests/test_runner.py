@@ -25,6 +25,7 @@ def tiny_config(tmp_path: Path, data_dir: Path, *extra: str):
         f"paths.output={tmp_path / 'out'}",
         f"paths.data={data_dir}",
         f"paths.cache={data_dir / 'slice_cache'}",
+        "bootstrap_samples=50",  # CI widths are not under test here; 1000 resamples cost ~1 s a cell
         f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
         "experiment.only_methods=[ae]",
         "dataset.image_size=32",

@@ -1,0 +1,329 @@
+"""Cost of every method of an experiment: ``python -m benchmark experiment=timing``.
+
+Per (modality, method, seed) cell one row (``record = "method_cost"``): parameter count, NFE per slice,
+inference ms per slice and slices/s (median and IQR over repeats after warm-up), train-step ms at the
+configured batch size, peak memory, FLOPs per slice, device, dtype and the options used (AMP bf16,
+channels_last, torch.compile; an option that does not apply on the device is recorded as such, never
+faked). Timing goes through one :class:`Timer` on every device: CUDA events on GPU (the clock runs on the
+stream, so asynchronous launches are measured correctly), ``perf_counter`` elsewhere.
+
+The measured model is trained (or reloaded) through the runner's checkpoint path; ``timing.train_steps``
+shortens its budget (cost does not depend on how well a network is trained, except IterMask²'s NFE).
+The train step is timed generically through the method's own ``fit``: ``fit(1 + k steps) - fit(1 step)``
+on fresh instances, divided by ``k``, which cancels set-up and the final validation pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from benchmark.checkpoints import CheckpointStore
+from benchmark.config import method_specs
+from benchmark.flops import count_flops
+from benchmark.metrics import dice_per_image
+from benchmark.provenance import device_name, git_commit, seed_everything
+from benchmark.runner import Cell, _record_run, _train_or_load, prepare_data, resolve_device
+from benchmark.store import ResultsStore
+from benchmark.thresholds import binarise, oracle_global
+from datasets.slices import SliceSet, Splits
+from methods import MethodContext, create_method, registered_methods
+from methods.base import AnomalyMethod, MethodOutput, MethodUnavailable, TrainBudget
+
+log = logging.getLogger("benchmark")
+
+
+@dataclass(frozen=True)
+class TimingStats:
+    """Median and quartiles (linear interpolation) of repeated measurements, in seconds."""
+
+    samples: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise ValueError("TimingStats needs at least one sample")
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.samples))
+
+    @property
+    def q1(self) -> float:
+        return float(np.percentile(self.samples, 25))
+
+    @property
+    def q3(self) -> float:
+        return float(np.percentile(self.samples, 75))
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    def scaled(self, factor: float) -> TimingStats:
+        """The same statistics of ``sample * factor`` (e.g. per slice, per step, in ms)."""
+        return TimingStats(tuple(s * factor for s in self.samples))
+
+
+class Timer:
+    """Wall time of a callable on ``device``: CUDA events on GPU, ``perf_counter`` on CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def once(self, fn: Callable[[], Any]) -> float:
+        """Seconds of one call, with all queued device work before and inside it completed."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1000.0
+        start_s = time.perf_counter()
+        fn()
+        return time.perf_counter() - start_s
+
+    def repeat(self, fn: Callable[[], Any], repeats: int, warmup: int = 1) -> TimingStats:
+        """``warmup`` untimed calls, then ``repeats`` timed ones."""
+        if repeats < 1 or warmup < 0:
+            raise ValueError(f"Timer.repeat: repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        for _ in range(warmup):
+            self.once(fn)
+        return TimingStats(tuple(self.once(fn) for _ in range(repeats)))
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new CUDA peak-memory window (CPU peak RSS cannot be reset: it is the process's peak)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    """``(MiB, what)``: ``torch.cuda.max_memory_allocated`` on GPU, the process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_process_peak_rss"
+
+
+@dataclass(frozen=True)
+class TimingOptions:
+    """The ``timing`` config group (see ``configs/experiment/timing.yaml``)."""
+
+    repeats: int = 5
+    warmup: int = 1
+    batch_size: int | None = None  # slices per timed predict call; None = the run's eval_batch_size
+    train_steps: int | None = None  # budget of the measured model; None = the configured budget
+    train_step_repeats: int = 3
+    train_step_extra: int = 3  # k of fit(1 + k) - fit(1)
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    flops: bool = True
+    itermask2_study: str | None = None  # experiment method key whose loops are compared (benchmark.itermask2_cost)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> TimingOptions:
+        group = dict(cfg.get("timing") or {})
+        unknown = set(group) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise KeyError(f"timing config: unknown keys {sorted(unknown)} (see configs/experiment/timing.yaml)")
+        return cls(**group)
+
+
+def apply_options(method: AnomalyMethod, options: TimingOptions) -> dict[str, str]:
+    """Put channels_last / torch.compile on the method's networks; what was applied, per option."""
+    applied = {"amp": "off", "channels_last": "off", "compile": "off"}
+    if options.amp:
+        applied["amp"] = "bf16" if method.device.type == "cuda" else f"not applicable on {method.device.type}"
+    if options.channels_last:
+        for net in method.networks():
+            net.to(memory_format=torch.channels_last)
+        applied["channels_last"] = "on"
+    if options.compile:
+        for net in method.networks():
+            net.compile()
+        applied["compile"] = "on"
+    return applied
+
+
+def predict_with(method: AnomalyMethod, batch: SliceSet, amp: bool) -> MethodOutput:
+    """``method.predict(batch)``, under bf16 autocast when ``amp`` (CUDA only)."""
+    if not amp:
+        return method.predict(batch)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        return method.predict(batch)
+
+
+def amp_dice_delta(method: AnomalyMethod, batch: SliceSet, fp32: MethodOutput, modality: str) -> dict[str, float]:
+    """Mean per-image Dice (each at its own oracle-global threshold) of bf16 minus fp32 maps, same inputs."""
+    bf16 = predict_with(method, batch, amp=True)
+    labels, brain = batch.labels.cpu(), batch.brain.cpu()
+
+    def dice(maps: torch.Tensor) -> float:
+        maps = maps.float().cpu()
+        seg = binarise(maps, brain, oracle_global(maps, labels, brain, warn_edge=False))
+        return float(dice_per_image(seg, labels, brain).mean())
+
+    d32, d16 = dice(fp32.anomaly_map), dice(bf16.anomaly_map)
+    return {"dice_fp32": d32, "dice_bf16": d16, "amp_dice_delta": d16 - d32}
+
+
+def time_inference(method: AnomalyMethod, batch: SliceSet, timer: Timer, options: TimingOptions) -> dict[str, Any]:
+    """NFE, ms/slice (median, IQR), slices/s and peak memory of ``predict`` on one batch."""
+    amp = options.amp and method.device.type == "cuda"
+    output = predict_with(method, batch, amp)
+    reset_peak_memory(method.device)
+    stats = timer.repeat(lambda: predict_with(method, batch, amp), options.repeats, options.warmup)
+    per_slice = stats.scaled(1000.0 / len(batch))
+    memory, memory_kind = peak_memory_mb(method.device)
+    row = {
+        "nfe_per_slice": float(output.nfe.float().mean()),
+        "ms_per_slice": per_slice.median,
+        "ms_per_slice_q1": per_slice.q1,
+        "ms_per_slice_q3": per_slice.q3,
+        "ms_per_slice_iqr": per_slice.iqr,
+        "slices_per_s": 1000.0 / per_slice.median,
+        "peak_memory_mb": memory,
+        "peak_memory_kind": memory_kind,
+    }
+    if options.flops:
+        flops = count_flops(lambda: method.predict(batch))
+        row["gflop_per_slice"] = flops / len(batch) / 1e9
+        row["gflop_per_nfe"] = flops / float(output.nfe.sum()) / 1e9
+    if amp:
+        row |= amp_dice_delta(method, batch, output, method.context.modality)
+    return row
+
+
+def time_train_step(
+    make_method: Callable[[], AnomalyMethod], splits: Splits, budget: TrainBudget, timer: Timer, options: TimingOptions
+) -> TimingStats:
+    """Seconds per optimiser step of the method's own ``fit`` at ``budget.batch_size`` (see module doc)."""
+    val = splits.val.subset(slice(0, max(1, min(len(splits.val), budget.batch_size))))
+    k = options.train_step_extra
+
+    def fit_seconds(steps: int) -> float:
+        method = make_method()
+        short = dataclasses.replace(budget, steps=steps, val_every=steps, patience=None)
+        return timer.once(lambda: method.fit(splits.train, val, short))
+
+    for _ in range(min(options.warmup, 1)):
+        fit_seconds(1)  # warm-up (allocator, kernels)
+    samples = [(fit_seconds(1 + k) - fit_seconds(1)) / k for _ in range(options.train_step_repeats)]
+    return TimingStats(tuple(samples))
+
+
+def run_timing(cfg: DictConfig) -> ResultsStore:
+    """Measure every method of the experiment; rows go to the store under ``paths.results``."""
+    options = TimingOptions.from_config(cfg)
+    device = resolve_device(cfg.device)
+    splits = prepare_data(cfg)
+    store = ResultsStore(cfg.paths.results)
+    _record_run(store, cfg)
+    checkpoints = CheckpointStore(cfg.paths.checkpoints)
+    timer = Timer(device)
+    batch_size = int(options.batch_size or cfg.eval_batch_size)
+    studied: dict[str, tuple[AnomalyMethod, dict[str, Any]]] = {}
+    for modality in cfg.experiment.modalities:
+        batch = splits.test.subset(slice(0, min(batch_size, len(splits.test)))).to(device)
+        for spec in method_specs(cfg):
+            for seed in cfg.seeds:
+                cell = Cell(splits.name, splits.preprocess_hash, modality, spec, int(seed))
+                measured = measure_cell(cell, splits, batch, store, checkpoints, cfg, timer, options)
+                if measured is not None and spec.key == options.itermask2_study:
+                    studied[f"{modality}__s{seed}"] = measured
+    if options.itermask2_study:
+        from benchmark.itermask2_cost import study_rows
+
+        for name, (method, row) in studied.items():
+            rows = study_rows(method, splits, batch_size, row["train_batch_size"], row["train_step_ms"], timer,
+                              options.repeats, options.warmup)  # fmt: skip
+            store.write(f"itermask2_loops__{name}", [_base_fields(cfg, device) | r for r in rows])
+    if options.flops:
+        from benchmark.flops import flops_rows
+
+        store.write("flops_and_throughput", [_base_fields(cfg, device) | r for r in flops_rows(device, timer)])
+    return store
+
+
+def measure_cell(
+    cell: Cell, splits: Splits, batch: SliceSet, store: ResultsStore, checkpoints: CheckpointStore,
+    cfg: DictConfig, timer: Timer, options: TimingOptions,
+) -> tuple[AnomalyMethod, dict[str, Any]] | None:  # fmt: skip
+    """Train or reload one method, time it, write its row; returns the method and row (None if n/a)."""
+    device = timer.device
+    spec = cell.spec
+    if options.train_steps is not None:
+        spec = dataclasses.replace(spec, budget=dataclasses.replace(spec.budget, steps=int(options.train_steps)))
+        cell = dataclasses.replace(cell, spec=spec)
+    context = MethodContext(cell.modality, splits.test.image_size[0], device, cell.seed, splits.test.modalities)
+
+    def make() -> AnomalyMethod:
+        seed_everything(cell.seed)
+        return create_method(spec.name, context, variant=spec.variant, **spec.params)
+
+    row = _base_fields(cfg, device) | {
+        "record": "method_cost",
+        "dataset": cell.dataset,
+        "modality": cell.modality,
+        "method": spec.name,
+        "variant": spec.variant,
+        "method_key": spec.key,
+        "method_label": registered_methods()[spec.name].row_label(spec.variant),
+        "seed": cell.seed,
+        "cell": cell.key,
+        "image_size": splits.test.image_size[0],
+        "batch_size": len(batch),
+        "train_batch_size": spec.budget.batch_size,
+        "train_steps_of_measured_model": spec.budget.steps,
+        "repeats": options.repeats,
+        "warmup": options.warmup,
+    }
+    key = f"cost__{cell.key}"
+    try:
+        method = make()
+        _train_or_load(method, cell, splits, checkpoints, cfg)
+    except MethodUnavailable as why:
+        store.write(key, [row | {"status": "unavailable", "reason": str(why)}])
+        return None
+    row |= {"status": "ok", "params": method.parameter_count(), "dtype": _dtype(method)}
+    row |= {f"option_{k}": v for k, v in apply_options(method, options).items()}
+    row |= time_inference(method, batch, timer, options)
+    step = time_train_step(make, splits, spec.budget, timer, options).scaled(1000.0)
+    row |= {"train_step_ms": step.median, "train_step_ms_iqr": step.iqr}
+    row["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    store.write(key, [row])
+    log.info(
+        "timing %-5s %-22s | %d params | NFE %.1f | %.2f ms/slice (IQR %.2f) | train step %.1f ms",
+        cell.modality, row["method_label"], row["params"], row["nfe_per_slice"], row["ms_per_slice"],
+        row["ms_per_slice_iqr"], row["train_step_ms"],
+    )  # fmt: skip
+    return method, row
+
+
+def _base_fields(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    return {
+        "experiment": cfg.experiment.name,
+        "device": device_name(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "commit": git_commit(),
+        "protocol": None,
+    }
+
+
+def _dtype(method: AnomalyMethod) -> str:
+    dtypes = {str(p.dtype).removeprefix("torch.") for net in method.networks() for p in net.parameters()}
+    return ",".join(sorted(dtypes)) or "none"

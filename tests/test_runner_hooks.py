@@ -1,0 +1,145 @@
+"""The runner's generic method hooks end to end: inference stats in every row, the method's own (oracle)
+segmentation as an extra ``human_ai`` row, diagnostic figures under the report folder; and IterMask²'s τ
+sweep training once (its second cell reloads the first cell's networks)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+import methods.base as base
+from benchmark.runner import run_experiment
+from methods.base import AnomalyMethod, MethodOutput
+from reports.sensitivity import sensitivity_table
+from tests.conftest import TINY_SYNTHETIC_SUBJECTS
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+PROTOCOLS = ["oracle_global", "val_fpr"]
+TINY_NET = "{base_channels: 4, channel_mult: [1, 2], num_res_blocks: 1, attention_downsample: [], dropout: 0.0}"
+
+
+def _compose(tmp_path: Path, data_dir: Path, experiment: str, *extra: str):
+    """``experiment`` on 6 synthetic subjects at 32 px, FLAIR only (data generated once per session)."""
+    overrides = [
+        f"experiment={experiment}",
+        f"paths.output={tmp_path / 'out'}",
+        f"paths.data={data_dir}",
+        f"paths.cache={data_dir / 'slice_cache'}",
+        "bootstrap_samples=50",  # CI widths are not under test here; 1000 resamples cost ~1 s a cell
+        f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
+        "dataset.image_size=32",
+        "dataset.split_fractions=[0.5,0.17,0.33]",
+        "experiment.modalities=[flair]",
+        f"experiment.protocols=[{','.join(PROTOCOLS)}]",
+        "eval_batch_size=4",
+        "progress=false",
+        *extra,
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path, shared_data_dir, monkeypatch) -> None:
+    """Known answers: the oracle segmentation = the labels (Dice 1 on lesion slices), the counter = the number
+    of test predict calls (reset before the test split, read before the validation split)."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+
+    @base.register("hooked")
+    class Hooked(AnomalyMethod):
+        def fit(self, train, val, budget):
+            return base.TrainLog(steps=0)
+
+        def predict(self, batch):
+            self.calls += 1
+            x = batch.channel(self.context.modality)
+            return MethodOutput(anomaly_map=x * (batch.brain > 0), reconstruction=None,
+                                nfe=torch.ones(len(batch), dtype=torch.long))
+
+        def reset_inference_stats(self):
+            self.calls = 0
+
+        def inference_stats(self):
+            return {"predict_calls": float(self.calls)}
+
+        def human_ai_segmentation(self, test):
+            return test.labels.clone()
+
+        def diagnostic_figures(self, slices, out_dir):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path = out_dir / "lesions.txt"
+            path.write_text(" ".join(str(int(v)) for v in slices.labels.flatten(1).any(1)))
+            return [path]
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    entry = "{name: hooked, variant: default, params: {}, train: {steps: 0, batch_size: 1, lr: 0.0}}"
+    cfg = _compose(tmp_path, shared_data_dir, "default", f"+methods.hooked={entry}", "experiment.only_methods=[hooked]")
+    store = run_experiment(cfg)
+    rows = store.rows()
+    assert rows["protocol"].tolist() == [*PROTOCOLS, "human_ai"]
+    n_test = int(rows["n_test_slices"].iloc[0])
+    assert (rows["predict_calls"] == math.ceil(n_test / 4)).all()  # test batches only, in every row
+
+    human = rows[rows["protocol"] == "human_ai"].iloc[0]
+    assert bool(human["is_oracle"]) and math.isnan(human["threshold"])
+    for column in ("dice", "sens", "prec", "dice_pooled", "auroc", "auprc"):
+        assert column in human and not math.isnan(human[column]), column
+    assert human["dice_pooled"] == pytest.approx(1.0) and human["sens"] == pytest.approx(1.0)
+    assert human["threshold_objective"] == human["dice"] and human["search_seconds"] >= 0
+    assert human["auroc"] == rows[rows["protocol"] == "oracle_global"].iloc[0]["auroc"]  # same maps
+    arrays = np.load(store.arrays_dir / f"{human['cell']}.npz")
+    labels = np.load(next(store.arrays_dir.glob("testset__*.npz")))["labels"]
+    np.testing.assert_array_equal(arrays["segmentation__human_ai"], labels)
+
+    # figures: the first 4 lesion slices of the test split, linked relative to the report folder
+    assert human["figures"] == [f"figures/{human['cell']}/lesions.txt"]
+    assert (Path(cfg.paths.report) / human["figures"][0]).read_text() == "1 1 1 1"
+
+
+@pytest.fixture(scope="module")
+def tau_sweep(tmp_path_factory, shared_data_dir):
+    """Two entries of the τ sweep (p60, p100), tiny nets, 3 training steps, a tiny oracle search."""
+    tmp_path = tmp_path_factory.mktemp("tau_sweep")
+    entries = ["tau_p60", "tau_p100"]
+    extra = [f"experiment.only_methods=[{','.join(entries)}]", "+diagnostic_slices=2"]
+    for key in entries:
+        extra += [
+            f"methods.{key}.train.steps=3", f"methods.{key}.train.batch_size=8", f"methods.{key}.train.val_every=3",
+            f"methods.{key}.params.net={TINY_NET}", f"methods.{key}.params.max_iterations=4",
+            f"methods.{key}.params.calibration_batch_size=8",
+            f"methods.{key}.params.oracle={{start_fractions: [0.6], tau_step: 0.05, tau_max: 0.3, max_iterations: 3}}",
+        ]
+    cfg = _compose(tmp_path, shared_data_dir, "sensitivity_tau", *extra)
+    return cfg, run_experiment(cfg)
+
+
+def test_itermask2_tau_sweep_trains_once_and_stores_oracle_rows_stats_and_figures(tau_sweep) -> None:
+    cfg, store = tau_sweep
+    rows = store.rows()
+    p60, p100 = (rows[rows["variant"] == v] for v in ("τ p60", "τ p100"))
+    assert not p60["checkpoint_reused"].any() and p100["checkpoint_reused"].all()  # same networks, one fit
+    for cell in (p60, p100):
+        assert cell["protocol"].tolist() == [*PROTOCOLS, "human_ai"]
+        human = cell[cell["protocol"] == "human_ai"].iloc[0]
+        assert bool(human["is_oracle"]) and 0.0 <= human["dice"] <= 1.0
+        # counters of the test split only: their mean NFE is the runner's NFE per test slice
+        assert (cell["nfe_mean"] == cell["nfe_per_slice"]).all()
+        assert (cell["n_capped"] <= cell["n_test_slices"]).all()
+        assert (cell["capped_fraction"] == cell["n_capped"] / cell["n_test_slices"]).all()
+        assert (cell["nfe_per_slice"] <= 4).all()  # params.max_iterations reached the method
+        figures = human["figures"]
+        assert [Path(f).suffix for f in figures] == [".png", ".pdf"]
+        assert all((Path(cfg.paths.report) / f).stat().st_size > 1000 for f in figures)
+    table = sensitivity_table(rows, "tau_percentile")
+    assert table["tau_percentile"].tolist() == [60.0, 100.0]
+    assert table["dice"].tolist() == [p60[p60["protocol"] == "oracle_global"]["dice"].iloc[0],
+                                      p100[p100["protocol"] == "oracle_global"]["dice"].iloc[0]]
