@@ -83,13 +83,29 @@ def prepare_data(cfg: DictConfig) -> Splits:
     return load_splits(data, progress=cfg.progress)
 
 
-def run_experiment(cfg: DictConfig) -> ResultsStore:
-    """Run every missing cell of the experiment; returns the results store."""
+@dataclass(frozen=True)
+class RunSetup:
+    """What every command that runs cells opens first (experiment runner, timing harness)."""
+
+    device: torch.device
+    splits: Splits
+    store: ResultsStore
+    checkpoints: CheckpointStore
+
+
+def open_run(cfg: DictConfig) -> RunSetup:
+    """Resolve the device, prepare the data, open the results and checkpoint stores, record the job."""
     device = resolve_device(cfg.device)
     splits = prepare_data(cfg)
     store = ResultsStore(cfg.paths.results)
-    _record_run(store, cfg)
-    checkpoints = CheckpointStore(cfg.paths.checkpoints)
+    record_run(store, cfg)
+    return RunSetup(device, splits, store, CheckpointStore(cfg.paths.checkpoints))
+
+
+def run_experiment(cfg: DictConfig) -> ResultsStore:
+    """Run every missing cell of the experiment; returns the results store."""
+    setup = open_run(cfg)
+    device, splits, store, checkpoints = setup.device, setup.splits, setup.store, setup.checkpoints
     specs = method_specs(cfg)
     log.info(
         "data %s: %d train / %d val (healthy) / %d test slices at %s px",
@@ -150,7 +166,7 @@ def run_cell(
     base_row["deviations"] = list(method_class.deviations)
     try:
         method = create_method(cell.spec.name, context, variant=cell.spec.variant, **cell.spec.params)
-        train_log, reused = _train_or_load(method, cell, splits, checkpoints, cfg)
+        train_log, reused = train_or_load(method, cell, splits, checkpoints, cfg)
     except MethodUnavailable as why:
         log.warning("%s: not applicable (%s)", cell.key, why)
         row = base_row | {"status": "unavailable", "reason": str(why), "protocol": None}
@@ -231,7 +247,7 @@ def _diagnostic_figures(method: AnomalyMethod, test: SliceSet, cell: Cell, cfg: 
     return [p.relative_to(report).as_posix() for p in paths]
 
 
-def _train_or_load(
+def train_or_load(
     method: AnomalyMethod, cell: Cell, splits: Splits, checkpoints: CheckpointStore, cfg: DictConfig
 ) -> tuple[TrainLog, bool]:
     """Reload the trained state when a checkpoint of the same training identity exists (unless
@@ -254,7 +270,7 @@ def _train_or_load(
     return train_log, reused
 
 
-def _record_run(store: ResultsStore, cfg: DictConfig) -> None:
+def record_run(store: ResultsStore, cfg: DictConfig) -> None:
     """Save the resolved config and the environment beside the rows (the report reads them): one record
     per job under ``jobs/`` plus the latest-run copies, all written atomically (safe under multirun)."""
     job = store.record_job(OmegaConf.to_yaml(cfg, resolve=True), environment())

@@ -34,7 +34,7 @@ from benchmark.config import method_specs
 from benchmark.flops import count_flops
 from benchmark.metrics import dice_per_image
 from benchmark.provenance import device_name, git_commit, seed_everything
-from benchmark.runner import Cell, _record_run, _train_or_load, prepare_data, resolve_device
+from benchmark.runner import Cell, open_run, train_or_load
 from benchmark.store import ResultsStore
 from benchmark.thresholds import binarise, oracle_global
 from datasets.slices import SliceSet, Splits
@@ -228,11 +228,8 @@ def time_train_step(
 def run_timing(cfg: DictConfig) -> ResultsStore:
     """Measure every method of the experiment; rows go to the store under ``paths.results``."""
     options = TimingOptions.from_config(cfg)
-    device = resolve_device(cfg.device)
-    splits = prepare_data(cfg)
-    store = ResultsStore(cfg.paths.results)
-    _record_run(store, cfg)
-    checkpoints = CheckpointStore(cfg.paths.checkpoints)
+    setup = open_run(cfg)
+    device, splits, store, checkpoints = setup.device, setup.splits, setup.store, setup.checkpoints
     timer = Timer(device)
     batch_size = int(options.batch_size or cfg.eval_batch_size)
     studied: dict[str, tuple[AnomalyMethod, dict[str, Any]]] = {}
@@ -294,7 +291,7 @@ def measure_cell(
     key = f"cost__{cell.key}"
     try:
         method = make()
-        _train_or_load(method, cell, splits, checkpoints, cfg)
+        train_or_load(method, cell, splits, checkpoints, cfg)
     except MethodUnavailable as why:
         store.write(key, [row | {"status": "unavailable", "reason": str(why)}])
         return None
