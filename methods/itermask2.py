@@ -327,12 +327,15 @@ class IterMask2(AnomalyMethod):
 
 
 def _oracle_config(oracle: Mapping[str, Any] | bool | None) -> OracleConfig | None:
-    """``params.oracle`` → the human–AI search space (None/True: official defaults; False: disabled)."""
+    """``params.oracle`` → the human–AI search space (None/True: official defaults; False or a mapping with
+    ``enabled: false``: disabled, so an experiment can switch off the search without restating it)."""
     if oracle is False:
         return None
     if oracle is None or oracle is True:
         return OracleConfig()
     fields = dict(oracle)
+    if not fields.pop("enabled", True):
+        return None
     if "start_fractions" in fields:
         fields["start_fractions"] = tuple(float(f) for f in fields["start_fractions"])
     try:

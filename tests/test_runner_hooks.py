@@ -116,7 +116,7 @@ def tau_sweep(tmp_path_factory, shared_data_dir):
             f"methods.{key}.train.steps=3", f"methods.{key}.train.batch_size=8", f"methods.{key}.train.val_every=3",
             f"methods.{key}.params.net={TINY_NET}", f"methods.{key}.params.max_iterations=4",
             f"methods.{key}.params.calibration_batch_size=8",
-            f"methods.{key}.params.oracle={{start_fractions: [0.6], tau_step: 0.05, tau_max: 0.3, max_iterations: 3}}",
+            f"methods.{key}.params.oracle={{enabled: true, start_fractions: [0.6], tau_step: 0.05, tau_max: 0.3, max_iterations: 3}}",
         ]
     cfg = _compose(tmp_path, shared_data_dir, "sensitivity_tau", *extra)
     return cfg, run_experiment(cfg)
