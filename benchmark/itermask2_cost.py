@@ -27,9 +27,13 @@ def refine(method: IterMask2, batch: SliceSet, keep_converged: bool) -> Refineme
 def compare_loops(method: IterMask2, batch: SliceSet, timer: Timer, repeats: int, warmup: int) -> dict[str, Any]:
     """Both loops on ``batch``: identical outputs (asserted), NFE spent, median ms and the ratios."""
     ours, official = refine(method, batch, False), refine(method, batch, True)
-    for name in ("final_mask", "reconstruction", "capped"):
-        if not torch.equal(getattr(ours, name), getattr(official, name)):
-            diff = (getattr(ours, name).float() - getattr(official, name).float()).abs().max()
+    # masks and capped flags must be equal; reconstructions up to float rounding, because a convolution's
+    # result for one image can differ in the last bits with the size of the batch it runs in
+    for name in ("final_mask", "capped", "reconstruction"):
+        a, b = getattr(ours, name), getattr(official, name)
+        same = torch.allclose(a, b, rtol=0.0, atol=1e-4) if a.is_floating_point() else torch.equal(a, b)
+        if not same:
+            diff = (a.float() - b.float()).abs().max()
             raise AssertionError(f"itermask2 loops disagree on {name} (max abs difference {float(diff):.3g})")
     t_ours = timer.repeat(lambda: refine(method, batch, False), repeats, warmup).median
     t_official = timer.repeat(lambda: refine(method, batch, True), repeats, warmup).median
@@ -44,7 +48,7 @@ def compare_loops(method: IterMask2, batch: SliceSet, timer: Timer, repeats: int
         "ms_per_slice_official_style": 1000 * t_official / len(batch),
         "nfe_ratio": nfe_official / nfe_ours,
         "speedup": t_official / t_ours,
-        "identical_outputs": True,
+        "identical_outputs": True,  # masks equal; reconstructions within 1e-4
     }
 
 
