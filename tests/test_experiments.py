@@ -15,9 +15,8 @@ from scipy.stats import wilcoxon
 
 from benchmark.runner import run_experiment
 from reports.report import write_report
-from tests.conftest import TINY_SYNTHETIC_SUBJECTS
+from tests.tiny_config import CONFIG_DIR, compose_tiny
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 TINY_UNET = "{base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_downsample: []}"
 TINY_ORACLE = "{start_fractions: [0.6], max_iterations: 2}"
 #: Tiny budgets per method config (a few steps; cheap settings of the same code paths).
@@ -37,14 +36,6 @@ def experiment_config(experiment: str, out: Path, data_dir: Path, methods: list[
     """``experiment`` on the session's tiny synthetic set (32 px) with ``methods`` at 2 training steps."""
     overrides = [
         f"experiment={experiment}",
-        f"paths.output={out}",
-        f"paths.data={data_dir}",
-        f"paths.cache={data_dir / 'slice_cache'}",
-        "bootstrap_samples=50",  # CI widths are not under test here; 1000 resamples cost ~1 s a cell
-        f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
-        "dataset.image_size=32",
-        "dataset.split_fractions=[0.5,0.17,0.33]",
-        "progress=false",
         "experiment.figure_examples=2",
         "experiment.protocols=[oracle_global,oracle_per_image]",  # no val_fpr: skips validation maps
         "++diagnostic_slices=0",  # no per-method diagnostic figures (seconds each)
@@ -53,8 +44,7 @@ def experiment_config(experiment: str, out: Path, data_dir: Path, methods: list[
     for key in methods:
         overrides += [f"methods.{key}.train.steps=2", f"methods.{key}.train.val_every=2"]
         overrides += [f"methods.{key}.{o}" for o in TINY_METHODS[key]]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*overrides, *extra])
+    return compose_tiny(out, data_dir, *overrides, *extra)
 
 
 def run_and_report(cfg) -> tuple[pd.DataFrame, Path]:

@@ -6,14 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 import benchmark.runner as runner
 from benchmark.runner import run_experiment
 from reports.report import write_report
-from tests.conftest import TINY_SYNTHETIC_SUBJECTS
+from tests.tiny_config import compose_tiny
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 
 def tiny_config(tmp_path: Path, data_dir: Path, *extra: str):
@@ -22,24 +20,15 @@ def tiny_config(tmp_path: Path, data_dir: Path, *extra: str):
     Data and slice cache live in the session-wide ``data_dir`` (generated once); outputs in ``tmp_path``.
     """
     overrides = [
-        f"paths.output={tmp_path / 'out'}",
-        f"paths.data={data_dir}",
-        f"paths.cache={data_dir / 'slice_cache'}",
-        "bootstrap_samples=50",  # CI widths are not under test here; 1000 resamples cost ~1 s a cell
-        f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
         "experiment.only_methods=[ae]",
-        "dataset.image_size=32",
-        "dataset.split_fractions=[0.5,0.17,0.33]",
         "methods.ae.train.steps=40",
         "methods.ae.train.batch_size=16",
         "methods.ae.train.val_every=20",
         "methods.ae.params.erosion=1",
         "methods.ae.params.median=3",
-        "progress=false",
         *extra,
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_tiny(tmp_path / "out", data_dir, *overrides)
 
 
 @pytest.fixture(scope="module")

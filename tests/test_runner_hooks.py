@@ -10,15 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import methods.base as base
 from benchmark.runner import run_experiment
 from methods.base import AnomalyMethod, MethodOutput
 from reports.sensitivity import sensitivity_table
-from tests.conftest import TINY_SYNTHETIC_SUBJECTS
+from tests.tiny_config import compose_tiny
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 PROTOCOLS = ["oracle_global", "val_fpr"]
 TINY_NET = "{base_channels: 4, channel_mult: [1, 2], num_res_blocks: 1, attention_downsample: [], dropout: 0.0}"
 
@@ -27,21 +25,12 @@ def _compose(tmp_path: Path, data_dir: Path, experiment: str, *extra: str):
     """``experiment`` on 6 synthetic subjects at 32 px, FLAIR only (data generated once per session)."""
     overrides = [
         f"experiment={experiment}",
-        f"paths.output={tmp_path / 'out'}",
-        f"paths.data={data_dir}",
-        f"paths.cache={data_dir / 'slice_cache'}",
-        "bootstrap_samples=50",  # CI widths are not under test here; 1000 resamples cost ~1 s a cell
-        f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
-        "dataset.image_size=32",
-        "dataset.split_fractions=[0.5,0.17,0.33]",
         "experiment.modalities=[flair]",
         f"experiment.protocols=[{','.join(PROTOCOLS)}]",
         "eval_batch_size=4",
-        "progress=false",
         *extra,
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_tiny(tmp_path / "out", data_dir, *overrides)
 
 
 def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path, shared_data_dir, monkeypatch) -> None:

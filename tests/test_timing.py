@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 import benchmark.timing as timing
 from benchmark.flops import count_flops
@@ -14,10 +13,9 @@ from benchmark.timing import Timer, TimingOptions, TimingStats, peak_memory_mb, 
 from methods import MethodContext, create_method
 from methods.itermask2_inference import RefinementConfig, iterative_refinement
 from reports.cost import cost_table, write_cost_report
-from tests.conftest import TINY_SYNTHETIC_SUBJECTS
+from tests.tiny_config import compose_tiny
 from tests.toy_data import toy_slices
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")]),
@@ -32,13 +30,6 @@ def tiny_timing_config(tmp_path: Path, data_dir: Path, *extra: str):
     samplers, no warm-up (the harness's arithmetic is under test here, not the figures)."""
     overrides = [
         "experiment=timing",
-        f"paths.output={tmp_path / 'out'}",
-        f"paths.data={data_dir}",
-        f"paths.cache={data_dir / 'slice_cache'}",
-        f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
-        "dataset.image_size=32",
-        "dataset.split_fractions=[0.5,0.17,0.33]",
-        "progress=false",
         "timing.repeats=2",
         "timing.warmup=0",
         "timing.batch_size=4",
@@ -54,8 +45,7 @@ def tiny_timing_config(tmp_path: Path, data_dir: Path, *extra: str):
         *[f"methods.{key}.train.batch_size=4" for key in TIMING_METHODS],
         *extra,
     ]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+    return compose_tiny(tmp_path / "out", data_dir, *overrides)
 
 
 # ---------------------------------------------------------------------------------------------- timer
