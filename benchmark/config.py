@@ -38,6 +38,7 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
         image_size=int(d.image_size),
         slice_range=(int(d.slice_range[0]), int(d.slice_range[1])),
         test_slices=d.test_slices,
+        eval_slice_step=int(d.get("eval_slice_step", 1)),
         binarize_brain=bool(d.binarize_brain),
         split_file=Path(d.split_file) if d.get("split_file") else None,
         split_fractions=tuple(float(f) for f in d.split_fractions),  # type: ignore[arg-type]

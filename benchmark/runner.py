@@ -193,7 +193,7 @@ def run_cell(
         "train_seconds": train_log.seconds,
         "best_val_loss": train_log.best_val_loss,
         "checkpoint_reused": reused,
-        "nfe_per_slice": float(test_pred.nfe.float().mean()),
+        "nfe_per_slice": float(test_pred.nfe.double().mean()),
         "ms_per_slice": test_pred.ms_per_slice,
         "figures": figures,
         "finished": _now(),

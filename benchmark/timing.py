@@ -189,7 +189,7 @@ def time_inference(method: AnomalyMethod, batch: SliceSet, timer: Timer, options
     per_slice = stats.scaled(1000.0 / len(batch))
     memory, memory_kind = peak_memory_mb(method.device)
     row = {
-        "nfe_per_slice": float(output.nfe.float().mean()),
+        "nfe_per_slice": float(output.nfe.double().mean()),
         "ms_per_slice": per_slice.median,
         "ms_per_slice_q1": per_slice.q1,
         "ms_per_slice_q3": per_slice.q3,

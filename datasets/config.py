@@ -24,6 +24,9 @@ class DatasetConfig:
         slice_range: axial indices ``[start, stop)`` of the raw array considered.
         test_slices: ``largest`` = per test subject the slice of largest lesion area (paper);
             ``all`` = every lesion slice of a test subject in the range (per-volume evaluation).
+        eval_slice_step: keep every k-th selected slice of a val / test subject (1 = all). Adjacent raw slices
+            are nearly identical after resizing, so a step of 2 halves the cost of evaluating slow methods
+            (the diffusion baselines spend seconds per slice on a CPU) with little loss; train keeps every slice.
         binarize_brain: re-binarise the resized brain mask (> 0.5); official code keeps it soft.
         split_file: JSON ``{"train": [...], "val": [...], "test": [...]}`` of subject ids;
             without it a deterministic split with ``split_fractions`` and ``split_seed``.
@@ -37,6 +40,7 @@ class DatasetConfig:
     image_size: int = 128
     slice_range: tuple[int, int] = (70, 90)
     test_slices: Literal["largest", "all"] = "largest"
+    eval_slice_step: int = 1
     binarize_brain: bool = False
     split_file: Path | None = None
     split_fractions: tuple[float, float, float] = (0.79, 0.10, 0.11)
@@ -50,10 +54,16 @@ class DatasetConfig:
         return self.name or self.layout
 
     def preprocess_hash(self) -> str:
-        """Short hash of every field that changes the pre-processed slices (not paths to caches)."""
+        """Short hash of every field that changes the pre-processed slices (not paths to caches).
+
+        ``eval_slice_step`` enters only when it thins the splits (> 1), so caches, checkpoints and results
+        written before the field existed keep their hash.
+        """
         payload = asdict(self)
         payload.pop("cache_dir")
         payload.pop("name")
+        if self.eval_slice_step == 1:
+            payload.pop("eval_slice_step")
         payload["root"] = str(Path(self.root).resolve())
         payload["split_file"] = str(self.split_file) if self.split_file else None
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -89,6 +89,8 @@ def _check_config(config: DatasetConfig, layout: Layout) -> None:
         raise DatasetError(f"slice_range={tuple(config.slice_range)}; expected axial indices [start, stop) with 0 <= start < stop")
     if config.test_slices not in ("largest", "all"):
         raise DatasetError(f"test_slices={config.test_slices!r}; expected 'largest' or 'all'")
+    if not isinstance(config.eval_slice_step, int) or config.eval_slice_step < 1:
+        raise DatasetError(f"eval_slice_step={config.eval_slice_step!r}; expected a positive integer")
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,14 @@ class SubjectSlices(NamedTuple):
     slice_index: list[int]
 
 
-def preprocess_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig, role: str) -> SubjectSlices:
-    """The subject's slices for a split of the given role (``healthy`` or ``lesion``), resized."""
+def preprocess_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig, split: str) -> SubjectSlices:
+    """The subject's slices for ``split`` (train / val / test), resized; val and test keep every
+    ``eval_slice_step``-th selected slice."""
     volumes = read_subject(layout, files, config)
-    z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices)  # type: ignore[arg-type]
+    step = 1 if split == "train" else config.eval_slice_step
+    z = select_slices(
+        volumes.lesion, volumes.brain, config.slice_range, ROLES[split], config.test_slices, step  # type: ignore[arg-type]
+    )
     tensors = slices_to_tensors(volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain)
     return SubjectSlices(*tensors, z)
 
@@ -178,7 +184,7 @@ def _build(
 
     def run(job: tuple[str, str]) -> SubjectSlices:
         split, subject = job
-        return preprocess_subject(layout, files[subject], config, ROLES[split])
+        return preprocess_subject(layout, files[subject], config, split)
 
     parts: dict[str, list[tuple[str, SubjectSlices]]] = {split: [] for split in SPLIT_NAMES}
     workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs))

@@ -112,13 +112,15 @@ def select_slices(
     slice_range: tuple[int, int],
     role: Literal["healthy", "lesion"],
     test_slices: Literal["largest", "all"] = "largest",
+    step: int = 1,
 ) -> list[int]:
     """Axial indices z in ``[start, stop)`` of the raw volume that a split keeps.
 
     ``healthy`` (train, val): every slice without a lesion voxel and with at least one brain voxel.
     ``lesion`` (test): ``largest`` = the one slice of largest lesion area (voxel count at raw
     resolution; on a tie the lowest z), ``all`` = every slice with a lesion voxel; ``[]`` when the
-    subject has no lesion voxel in the range.
+    subject has no lesion voxel in the range. ``step`` keeps every step-th of those slices, the first one
+    included (so a subject with any slice keeps at least one).
     """
     start, stop = slice_range
     area = lesion[:, :, start:stop].sum(axis=(0, 1))
@@ -128,7 +130,7 @@ def select_slices(
         keep = np.flatnonzero(area > 0)
     else:
         keep = [int(np.argmax(area))] if area.max() > 0 else []
-    return [start + int(i) for i in keep]
+    return [start + int(i) for i in keep[::step]]
 
 
 def resize_area(x: torch.Tensor, size: int, pad_value: float) -> torch.Tensor:

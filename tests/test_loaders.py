@@ -124,6 +124,8 @@ def test_slice_selection_known_answer() -> None:
     assert select_slices(lesion, brain, (2, 10), "lesion", "all") == [3, 5, 7]
     assert select_slices(lesion, brain, (2, 10), "healthy") == [2, 4, 6, 8]
     assert select_slices(lesion, brain, (8, 10), "lesion", "largest") == []
+    assert select_slices(lesion, brain, (2, 10), "lesion", "all", step=2) == [3, 7]
+    assert select_slices(lesion, brain, (2, 10), "healthy", step=3) == [2, 8]
 
 
 def test_atlas_template_mask_is_nilearn_mni152_mask_on_its_grid_and_resampled_otherwise() -> None:
@@ -213,6 +215,21 @@ def test_test_slices_all_takes_every_lesion_slice_in_range(brats, tmp_path) -> N
         i = int(subject[-5:])
         z = [z for s, z in zip(test.subjects, test.slice_index) if s == subject]
         assert z == [z for z in sorted(lesion_slices(i)) if SLICE_RANGE[0] <= z < SLICE_RANGE[1]]
+
+
+def test_eval_slice_step_thins_val_and_test_but_not_train(brats, tmp_path) -> None:
+    root, _ = brats
+    full = load_splits(make_config("brats", root, tmp_path / "a", test_slices="all"), progress=False)
+    thin = load_splits(make_config("brats", root, tmp_path / "b", test_slices="all", eval_slice_step=2), progress=False)
+    assert thin.preprocess_hash != full.preprocess_hash
+    assert thin.train.slice_index == full.train.slice_index
+    for split in ("val", "test"):
+        a, b = getattr(full, split), getattr(thin, split)
+        for subject in set(a.subjects):
+            z_full = [z for s, z in zip(a.subjects, a.slice_index) if s == subject]
+            assert [z for s, z in zip(b.subjects, b.slice_index) if s == subject] == z_full[::2]
+    with pytest.raises(DatasetError, match="eval_slice_step"):
+        load_splits(make_config("brats", root, tmp_path / "c", eval_slice_step=0), progress=False)
 
 
 def test_split_file_and_max_subjects(brats, tmp_path) -> None:
