@@ -76,7 +76,11 @@ def mask_trajectory(history: Sequence[torch.Tensor], labels: torch.Tensor, regio
 
 @torch.inference_mode()
 def healthy_mask_errors(
-    method: IterMask2, val: SliceSet, keep_fractions: Sequence[float] = (0.3, 0.6, 1.0), seed: int = 0
+    method: IterMask2,
+    val: SliceSet,
+    keep_fractions: Sequence[float] = (0.3, 0.6, 1.0),
+    seed: int = 0,
+    batch_size: int = 32,
 ) -> list[HealthyMaskError]:
     """f2 on healthy validation slices under training-distribution masks (what τ is calibrated on) and under
     first-step masks that cover the top ``keep_fractions`` of f1's in-brain error (what inference gives it).
@@ -87,25 +91,33 @@ def healthy_mask_errors(
     if method.tau is None or not method.uses_refinement:
         raise ValueError("healthy_mask_errors needs a calibrated IterMask² with f2 (not -spat)")
     generator = torch.Generator(device=method.device).manual_seed(seed)
-    val = val.to(method.device)
-    x = val.channel(method.context.modality)
-    region = val.brain > 0
-    x_s = method.high_pass(x)
-    f1_error = (method.first_iteration(x_s) - x).square()
-    masks = [("training masks", random_training_masks(val.brain, generator, method.mask_config))]
-    for fraction in keep_fractions:
-        first = first_step_mask(f1_error, region, fraction)
-        masks.append((f"first step, top {fraction:.0%} of f1 error", first * val.brain.clamp(0.0, 1.0)))
+    names = ["training masks"] + [f"first step, top {f:.0%} of f1 error" for f in keep_fractions]
+    errors: dict[str, list[torch.Tensor]] = {name: [] for name in names}
+    masked_pixels = dict.fromkeys(names, 0)
+    brain_pixels = 0
+    for batch in val.batches(batch_size):
+        batch = batch.to(method.device)
+        x = batch.channel(method.context.modality)
+        region = batch.brain > 0
+        brain_pixels += int(region.sum())
+        x_s = method.high_pass(x)
+        f1_error = (method.first_iteration(x_s) - x).square()
+        weights = [random_training_masks(batch.brain, generator, method.mask_config)]
+        weights += [first_step_mask(f1_error, region, f) * batch.brain.clamp(0.0, 1.0) for f in keep_fractions]
+        for name, weight in zip(names, weights):
+            masked = weight > 0.5
+            noise = torch.randn(x.shape, generator=generator, device=x.device)
+            error = (method.masked_model(fill_with_noise(x, weight, noise), x_s) - x).square()[masked]
+            errors[name].append(error.cpu())
+            masked_pixels[name] += int(masked.sum())
     rows = []
-    for name, weight in masks:
-        masked = weight > 0.5
-        noise = torch.randn(x.shape, generator=generator, device=x.device)
-        error = (method.masked_model(fill_with_noise(x, weight, noise), x_s) - x).square()[masked]
+    for name in names:
+        error = torch.cat(errors[name])
         rows.append(HealthyMaskError(
             mask=name,
-            brain_share=float(masked.sum() / region.sum()),
+            brain_share=masked_pixels[name] / brain_pixels,
             mean_error=float(error.mean()),
-            p80_error=float(np.percentile(error.cpu().numpy(), 80)),  # torch.quantile caps the input size
+            p80_error=float(np.percentile(error.numpy(), 80)),  # torch.quantile caps the input size
             share_above_tau=float((error > method.tau).float().mean()),
         ))  # fmt: skip
     return rows
@@ -144,11 +156,15 @@ def diagnose(method: IterMask2, val: SliceSet, test: SliceSet, batch_size: int =
         history.append([h.cpu() for h in result.history])
     depth = max(len(h) for h in history)  # a batch that stopped early keeps its last masks
     trajectory = [torch.cat([h[min(i, len(h) - 1)] for h in history]) for i in range(depth)]
-    val_d = val.to(method.device)
-    _, healthy = method.refine(val_d)
-    region = val_d.brain > 0
-    x = val_d.channel(method.context.modality)
-    f1_error = (method.first_iteration(method.high_pass(x)) - x).square()[region]
+    still_masked = brain_pixels = 0
+    f1_error_sum = 0.0
+    for batch in val.batches(batch_size):
+        batch = batch.to(method.device)
+        x, healthy = method.refine(batch)
+        region = batch.brain > 0
+        still_masked += int((healthy.final_mask & region).sum())
+        brain_pixels += int(region.sum())
+        f1_error_sum += float((method.first_iteration(method.high_pass(x)) - x).square()[region].sum())
     return Diagnosis(
         tau=float(method.tau),
         maps=[
@@ -156,9 +172,9 @@ def diagnose(method: IterMask2, val: SliceSet, test: SliceSet, batch_size: int =
             score_map("IterMask² final map", torch.cat(final_maps), test),
         ],
         trajectory=mask_trajectory(trajectory, test.labels, test.brain > 0),
-        healthy_errors=healthy_mask_errors(method, val),
-        healthy_final_mask_share=float((healthy.final_mask & region).sum() / region.sum()),
-        f1_healthy_error=float(f1_error.mean()),
+        healthy_errors=healthy_mask_errors(method, val, batch_size=batch_size),
+        healthy_final_mask_share=still_masked / brain_pixels,
+        f1_healthy_error=f1_error_sum / brain_pixels,
     )
 
 
@@ -184,8 +200,8 @@ def diagnosis_markdown(title: str, d: Diagnosis, max_rows: int = 12) -> str:
 
 
 def run_diagnosis(cfg: DictConfig) -> str:
-    """Diagnose every IterMask² method with f2 of the experiment in each of its modalities; write the
-    markdown and JSON to ``paths.report`` and return the markdown."""
+    """Diagnose every IterMask² method with f2 of the experiment in each of its modalities (first seed);
+    write the markdown and JSON to ``paths.report`` and return the markdown."""
     setup = open_run(cfg)
     splits = setup.splits
     specs = [
