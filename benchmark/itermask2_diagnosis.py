@@ -204,24 +204,24 @@ def run_diagnosis(cfg: DictConfig) -> str:
     write the markdown and JSON to ``paths.report`` and return the markdown."""
     setup = open_run(cfg)
     splits = setup.splits
-    specs = [
-        s for s in method_specs(cfg) if s.name == "itermask2" and (s.params.get("ablation") or s.variant) != "-spat"
-    ]
-    if not specs:
-        raise ValueError("itermask2_diagnosis: the experiment configures no IterMask² method with f2")
+    seed = int(cfg.seeds[0])
     sections, records = [], {}
     for modality in cfg.experiment.modalities:
-        for spec in specs:
-            cell = Cell(splits.name, splits.preprocess_hash, modality, spec, int(cfg.seeds[0]))
-            context = MethodContext(modality, splits.test.image_size[0], setup.device, int(cfg.seeds[0]),
-                                    splits.test.modalities, progress=bool(cfg.progress))
+        context = MethodContext(modality, splits.test.image_size[0], setup.device, seed, splits.test.modalities,
+                                progress=bool(cfg.progress))  # fmt: skip
+        for spec in method_specs(cfg):
+            if spec.name != "itermask2":
+                continue
             method = create_method(spec.name, context, variant=spec.variant, **spec.params)
-            assert isinstance(method, IterMask2)
+            if not (isinstance(method, IterMask2) and method.uses_refinement):
+                continue  # -spat: no masks to diagnose
+            cell = Cell(splits.name, splits.preprocess_hash, modality, spec, seed)
             train_log, _ = train_or_load(method, cell, splits, setup.checkpoints, cfg)
             result = diagnose(method, splits.val, splits.test, int(cfg.eval_batch_size))
-            title = f"{cell.key} ({train_log.steps} training steps)"
-            sections.append(diagnosis_markdown(title, result))
+            sections.append(diagnosis_markdown(f"{cell.key} ({train_log.steps} training steps)", result))
             records[cell.key] = asdict(result) | {"train_steps": train_log.steps}
+    if not records:
+        raise ValueError("itermask2_diagnosis: the experiment configures no IterMask² method with f2")
     out = Path(cfg.paths.report)
     out.mkdir(parents=True, exist_ok=True)
     text = "# IterMask² diagnosis\n\n" + "\n".join(sections)

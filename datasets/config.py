@@ -26,7 +26,7 @@ class DatasetConfig:
             ``all`` = every lesion slice of a test subject in the range (per-volume evaluation).
         eval_slice_step: keep every k-th selected slice of a val / test subject (1 = all). Adjacent raw slices
             are nearly identical after resizing, so a step of 2 halves the cost of evaluating slow methods
-            (the diffusion baselines spend seconds per slice on a CPU) with little loss; train keeps every slice.
+            (the diffusion baselines spend 0.25-0.6 s per slice on a CPU) with little loss; train keeps every slice.
         binarize_brain: re-binarise the resized brain mask (> 0.5); official code keeps it soft.
         split_file: JSON ``{"train": [...], "val": [...], "test": [...]}`` of subject ids;
             without it a deterministic split with ``split_fractions`` and ``split_seed``.

@@ -232,6 +232,13 @@ def test_eval_slice_step_thins_val_and_test_but_not_train(brats, tmp_path) -> No
         load_splits(make_config("brats", root, tmp_path / "c", eval_slice_step=0), progress=False)
 
 
+def test_eval_slice_step_one_keeps_the_hash_from_before_the_field_existed() -> None:
+    config = DatasetConfig(layout="brats", root=Path("/nonexistent/brats"), modalities=("flair", "t1"), image_size=64,
+                           test_slices="all")  # fmt: skip
+    assert config.preprocess_hash() == "2988eb580ae2"  # computed with the code before eval_slice_step (db99129)
+    assert DatasetConfig(**{**vars(config), "eval_slice_step": 2}).preprocess_hash() != "2988eb580ae2"
+
+
 def test_split_file_and_max_subjects(brats, tmp_path) -> None:
     root, ids = brats
     split_file = tmp_path / "split.json"
