@@ -1,15 +1,20 @@
 """Command line: ``python -m benchmark [hydra overrides]`` runs an experiment and writes its report.
 
 ``experiment.kind`` picks what runs: ``comparison`` (default: train, predict, evaluate every cell) or
-``timing`` (cost of every method, :mod:`benchmark.timing`; ``experiment=timing``).
+``timing`` (cost of every method, :mod:`benchmark.timing`; ``experiment=timing``). The configuration is
+checked before any work; an expected failure (bad config, bad data) prints one line and exits with status 2
+(``HYDRA_FULL_ERROR=1`` keeps the traceback).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
@@ -19,18 +24,33 @@ log = logging.getLogger("benchmark")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Run the configured experiment (resuming finished cells), then regenerate its report."""
-    kind = cfg.experiment.get("kind", "comparison")
-    if kind == "timing":
+    from benchmark.config import ConfigError
+    from datasets.errors import DatasetError
+
+    try:
+        run(cfg)
+    except (ConfigError, DatasetError) as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", error)
+        raise SystemExit(f"error: {error}") from None
+
+
+def run(cfg: DictConfig) -> None:
+    """Dispatch on ``experiment.kind``; a comparison's report shows this experiment's cells (every cell of the
+    store in a multirun, whose jobs share it)."""
+    from benchmark.config import validate_config
+
+    validate_config(cfg)
+    if cfg.experiment.get("kind", "comparison") == "timing":
         run_timing_experiment(cfg)
         return
-    if kind != "comparison":
-        raise ValueError(f"experiment.kind must be 'comparison' or 'timing', got {kind!r}")
-    from benchmark.runner import run_experiment  # imported here so `--help` stays fast
+    from benchmark.runner import run_experiment_cells  # imported here so `--help` stays fast
     from reports.report import write_report
 
-    store = run_experiment(cfg)
+    store, cells = run_experiment_cells(cfg)
     if cfg.report:
-        report = write_report(store, Path(cfg.paths.report), cfg)
+        report = write_report(store, Path(cfg.paths.report), cfg, cells=None if _is_multirun() else cells)
         log.info("report: %s", report)
 
 
@@ -42,6 +62,10 @@ def run_timing_experiment(cfg: DictConfig) -> None:
     store = run_timing(cfg)
     if cfg.report:
         log.info("cost report: %s", write_cost_report(store.rows(), Path(cfg.paths.report)))
+
+
+def _is_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 if __name__ == "__main__":

@@ -1,36 +1,81 @@
-"""Hydra/OmegaConf configuration → typed objects used by the runner (parsed once, at run time)."""
+"""Hydra/OmegaConf configuration → typed objects used by the runner (parsed once, at run time).
+
+The experiment's ``methods`` mapping becomes one :class:`MethodSpec` per table row; an ``experiment.sweep``
+expands one of them into a spec per value, with generated keys and labels. :func:`validate_config` checks
+everything a run needs from the config before any data are generated or loaded, so a nonsense
+configuration fails in a second with one line naming the key, not after minutes of work.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.schema import config_column
+from benchmark.thresholds import PROTOCOLS
 from datasets.config import DatasetConfig
-from methods.base import TrainBudget, registered_methods
+from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
+
+EXPERIMENT_KINDS = ("comparison", "timing")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key and what was expected."""
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """One row of a table: a registered method, its variant, hyper-parameters and training budget."""
+    """One row of a table: a registered method, its variant, hyper-parameters and training budget.
 
-    key: str  # the entry's name in the experiment's ``methods`` mapping
+    ``label`` overrides the row label (sweeps generate one per value); it is display only and not part of
+    the configuration's identity.
+    """
+
+    key: str  # the entry's name in the experiment's ``methods`` mapping (or a generated sweep key)
     name: str  # registered method name
     variant: str
     params: dict[str, Any]
     budget: TrainBudget
+    label: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "variant": self.variant, "params": self.params, "train": vars(self.budget)}
+
+    @property
+    def row_label(self) -> str:
+        """The label of this configuration's rows in tables."""
+        return self.label or method_class(self.name).row_label(self.variant)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """``experiment.sweep``: one method entry run at several values of one config path."""
+
+    method: str  # key in the experiment's ``methods``
+    parameter: str  # ``params.<name>[.<name>...]`` or ``train.<field>``
+    values: tuple[Any, ...]
+    label: str
+    reference: Any = None  # the value whose cell is the reference of paired tests (None: none)
+
+    @property
+    def column(self) -> str:
+        """The flattened row column holding the swept value (``param.tau_percentile``)."""
+        return config_column(self.parameter)
+
+    def key(self, value: Any) -> str:
+        return f"{self.method}[{self.parameter}={value}]"
 
 
 def dataset_config(cfg: DictConfig) -> DatasetConfig:
     """The ``dataset`` group as a :class:`DatasetConfig` (paths resolved against the cwd)."""
     d = cfg.dataset
     if d.root in (None, "???"):
-        raise ValueError(f"dataset {d.name!r}: set dataset.root=/path/to/the/download")
+        raise ConfigError(f"dataset {d.name!r}: set dataset.root=/path/to/the/download")
     return DatasetConfig(
         layout=d.layout,
         root=Path(d.root),
@@ -49,28 +94,176 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
     )
 
 
-def method_specs(cfg: DictConfig) -> list[MethodSpec]:
-    """The experiment's methods in config order, filtered by ``only_methods`` when it is set."""
-    methods = cfg.get("methods") or {}
-    only = cfg.experiment.get("only_methods")
-    unknown = set(only or ()) - set(methods)
-    if unknown:
-        raise KeyError(f"only_methods names {sorted(unknown)}, not in this experiment's methods {list(methods)}")
-    specs = []
-    for key, m in methods.items():
-        if only and key not in only:
-            continue
-        if m.name not in registered_methods():
-            known = ", ".join(sorted(registered_methods()))
-            raise KeyError(f"methods.{key}: unknown method {m.name!r}; registered methods: {known}")
-        train = OmegaConf.to_container(m.train, resolve=True)
-        specs.append(
-            MethodSpec(
-                key=str(key),
-                name=m.name,
-                variant=str(m.get("variant", "default")),
-                params=OmegaConf.to_container(m.params, resolve=True) if m.get("params") is not None else {},  # type: ignore[arg-type]
-                budget=TrainBudget(**train),  # type: ignore[arg-type]
-            )
+def experiment_sweep(cfg: DictConfig) -> Sweep | None:
+    """The experiment's sweep, checked, or None."""
+    raw = cfg.experiment.get("sweep")
+    if not raw:
+        return None
+    sweep = OmegaConf.to_container(raw, resolve=True)
+    assert isinstance(sweep, dict)
+    missing = [k for k in ("method", "parameter", "values") if sweep.get(k) in (None, [], "")]
+    if missing:
+        raise ConfigError(
+            f"experiment.sweep: missing {', '.join(missing)}; expected "
+            "{method: <method key>, parameter: params.<name> | train.<field>, values: [...], label: ...}"
         )
+    unknown = set(sweep) - {f.name for f in dataclasses.fields(Sweep)}
+    if unknown:
+        raise ConfigError(f"experiment.sweep: unknown key(s) {sorted(unknown)}; expected method, parameter, values, "
+                          "label, reference")
+    values = tuple(sweep["values"])
+    if len(set(map(str, values))) != len(values):
+        raise ConfigError(f"experiment.sweep.values: {list(values)} repeats a value; expected distinct values")
+    try:
+        config_column(sweep["parameter"])
+    except KeyError as error:
+        raise ConfigError(f"experiment.sweep.parameter: {error.args[0]}") from None
+    if sweep.get("reference") is not None and sweep["reference"] not in values:
+        raise ConfigError(f"experiment.sweep.reference={sweep['reference']!r} is not one of the values {list(values)}")
+    return Sweep(sweep["method"], sweep["parameter"], values, str(sweep.get("label") or sweep["parameter"]),
+                 sweep.get("reference"))
+
+
+def method_specs(cfg: DictConfig) -> list[MethodSpec]:
+    """The experiment's methods in config order (a swept entry replaced by one spec per value), filtered by
+    ``only_methods`` when it is set. Raises :class:`ConfigError` naming the first bad entry."""
+    methods = cfg.get("methods") or {}
+    sweep = experiment_sweep(cfg)
+    if sweep is not None and sweep.method not in methods:
+        raise ConfigError(f"experiment.sweep.method={sweep.method!r} is not in this experiment's methods {list(methods)}")
+    specs: list[MethodSpec] = []
+    for key, entry in methods.items():
+        spec = _spec(str(key), entry)
+        specs += _expand(spec, sweep) if sweep is not None and key == sweep.method else [spec]
+    only = cfg.experiment.get("only_methods")
+    if only:
+        keys = [s.key for s in specs] + list(methods)
+        unknown = sorted(set(only) - set(keys))
+        if unknown:
+            raise ConfigError(f"experiment.only_methods names {unknown}, not in this experiment's methods {list(methods)}")
+        specs = [s for s in specs if s.key in only or s.key.partition("[")[0] in only]
     return specs
+
+
+def _spec(key: str, entry: DictConfig) -> MethodSpec:
+    where = f"methods.{key}"
+    name = entry.get("name")
+    if name not in registered_methods():
+        known = ", ".join(sorted(registered_methods()))
+        raise ConfigError(f"{where}.name: unknown method {name!r}; registered methods: {known}")
+    params = OmegaConf.to_container(entry.params, resolve=True) if entry.get("params") is not None else {}
+    assert isinstance(params, dict)
+    try:
+        check_params(name, params)
+    except UnknownParameterError as error:
+        raise ConfigError(
+            f"{where}.params: unknown parameter(s) {', '.join(error.unknown)} of method {name!r}; "
+            f"accepted: {', '.join(error.accepted)}"
+        ) from None
+    train = OmegaConf.to_container(entry.train, resolve=True) if entry.get("train") is not None else {}
+    assert isinstance(train, dict)
+    label = entry.get("label")
+    return MethodSpec(key, name, str(entry.get("variant", "default")), params, _budget(where, name, train),
+                      str(label) if label else None)
+
+
+def _budget(where: str, name: str, train: dict[str, Any]) -> TrainBudget:
+    """The ``train`` block as a :class:`TrainBudget`, checked (steps >= 1 unless the method trains nothing)."""
+    fields = {f.name for f in dataclasses.fields(TrainBudget)}
+    unknown = sorted(set(train) - fields)
+    if unknown:
+        raise ConfigError(f"{where}.train: unknown key(s) {', '.join(unknown)}; accepted: {', '.join(sorted(fields))}")
+    trains = method_class(name).trains
+    if trains and "steps" not in train:
+        raise ConfigError(f"{where}.train.steps is missing; method {name!r} trains and needs a step budget >= 1")
+    budget = TrainBudget(**({"steps": 0, "batch_size": 1, "lr": 0.0} | train))
+    checks = [
+        ("steps", budget.steps, isinstance(budget.steps, int) and budget.steps >= (1 if trains else 0),
+         ">= 1" if trains else ">= 0"),
+        ("batch_size", budget.batch_size, isinstance(budget.batch_size, int) and budget.batch_size >= 1, ">= 1"),
+        ("lr", budget.lr, not trains or float(budget.lr) > 0, "> 0"),
+        ("val_every", budget.val_every, isinstance(budget.val_every, int) and budget.val_every >= 1, ">= 1"),
+    ]  # fmt: skip
+    for field_name, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"{where}.train.{field_name}={value!r}; expected an integer {expected}"
+                              if field_name != "lr" else f"{where}.train.lr={value!r}; expected a number {expected}")
+    return budget
+
+
+def _expand(spec: MethodSpec, sweep: Sweep) -> list[MethodSpec]:
+    """One spec per swept value, with the value set at the parameter path, a generated key and label."""
+    section, _, path = sweep.parameter.partition(".")
+    expanded = []
+    for value in sweep.values:
+        where = f"experiment.sweep ({sweep.key(value)})"
+        if section == "params":
+            params = copy.deepcopy(spec.params)
+            _set_path(params, path.split("."), value)
+            try:
+                check_params(spec.name, params)
+            except UnknownParameterError as error:
+                raise ConfigError(f"{where}: method {spec.name!r} has no parameter {error.unknown[0]!r}; "
+                                  f"accepted: {', '.join(error.accepted)}") from None
+            budget = spec.budget
+        else:
+            params = spec.params
+            budget = _budget(where, spec.name, vars(spec.budget) | {path: value})
+        label = f"{spec.row_label} ({sweep.column}={value})"
+        expanded.append(dataclasses.replace(spec, key=sweep.key(value), params=params, budget=budget, label=label))
+    return expanded
+
+
+def _set_path(mapping: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        mapping = mapping.setdefault(part, {})
+    mapping[path[-1]] = value
+
+
+def validate_config(cfg: DictConfig) -> list[MethodSpec]:
+    """Check the run config before any work; returns the method specs. Raises :class:`ConfigError`."""
+    seeds = cfg.get("seeds")
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"seeds={OmegaConf.to_container(seeds) if seeds is not None else None!r}; "
+                          "expected a non-empty list of integers, e.g. seeds=[0]")
+    for key in ("eval_batch_size",):
+        value = cfg.get(key)
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{key}={value!r}; expected an integer >= 1")
+    samples = cfg.get("bootstrap_samples")
+    if not isinstance(samples, int) or samples < 0:
+        raise ConfigError(f"bootstrap_samples={samples!r}; expected an integer >= 0")
+    kind = cfg.experiment.get("kind", "comparison")
+    if kind not in EXPERIMENT_KINDS:
+        raise ConfigError(f"experiment.kind={kind!r}; expected one of {', '.join(EXPERIMENT_KINDS)}")
+    _check_modalities(cfg)
+    if kind == "comparison":
+        _check_protocols(cfg)
+    specs = method_specs(cfg)
+    if not specs:
+        raise ConfigError("the experiment lists no method; expected at least one entry under methods")
+    return specs
+
+
+def _check_modalities(cfg: DictConfig) -> None:
+    modalities = list(cfg.experiment.get("modalities") or [])
+    available = list(cfg.dataset.modalities)
+    if not modalities:
+        raise ConfigError(f"experiment.modalities is empty; expected some of the dataset's {available}")
+    missing = [m for m in modalities if m not in available]
+    if missing:
+        raise ConfigError(
+            f"experiment.modalities={modalities}: {missing} not in dataset {cfg.dataset.name!r} "
+            f"(dataset.modalities={available}); expected a subset, e.g. experiment.modalities=[{available[0]}]"
+        )
+
+
+def _check_protocols(cfg: DictConfig) -> None:
+    protocols = list(cfg.experiment.get("protocols") or [])
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if not protocols or unknown:
+        raise ConfigError(f"experiment.protocols={protocols}: unknown {unknown}; expected some of {', '.join(PROTOCOLS)}"
+                          if unknown else f"experiment.protocols is empty; expected some of {', '.join(PROTOCOLS)}")
+    table_protocol = cfg.experiment.get("table_protocol")
+    if table_protocol not in protocols:
+        raise ConfigError(f"experiment.table_protocol={table_protocol!r}; expected one of experiment.protocols {protocols}")

@@ -109,5 +109,13 @@ def _result(
         seed=seed,
     )
     row = threshold.record() | metrics.flat()
-    return ProtocolResult(threshold.protocol, row, segmentation, metrics.per_image)
+    per_image = metrics.per_image | {"threshold": _per_image_thresholds(threshold, len(test))}
+    return ProtocolResult(threshold.protocol, row, segmentation, per_image)
+
+
+def _per_image_thresholds(threshold: ThresholdResult, n: int) -> np.ndarray:
+    """The raw threshold each test image was binarised with (per-image protocols differ per image)."""
+    if threshold.per_image is not None:
+        return threshold.per_image.double().numpy()
+    return np.full(n, threshold.threshold, dtype=np.float64)
 

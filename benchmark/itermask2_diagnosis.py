@@ -215,8 +215,8 @@ def run_diagnosis(cfg: DictConfig) -> str:
             method = create_method(spec.name, context, variant=spec.variant, **spec.params)
             if not (isinstance(method, IterMask2) and method.uses_refinement):
                 continue  # -spat: no masks to diagnose
-            cell = Cell(splits.name, splits.preprocess_hash, modality, spec, seed)
-            train_log, _ = train_or_load(method, cell, splits, setup.checkpoints, cfg)
+            cell = Cell.of(splits, modality, spec, seed)
+            train_log, _ = train_or_load(method, cell, splits, setup.checkpoints, bool(cfg.retrain))
             result = diagnose(method, splits.val, splits.test, int(cfg.eval_batch_size))
             sections.append(diagnosis_markdown(f"{cell.key} ({train_log.steps} training steps)", result))
             records[cell.key] = asdict(result) | {"train_steps": train_log.steps}

@@ -5,7 +5,8 @@ predicts the test (and validation) split and evaluates every configured threshol
 the one :func:`benchmark.evaluate.evaluate` path. Generic method hooks add to a cell without the runner
 knowing the method: ``inference_stats`` (cost fields), ``human_ai_segmentation`` (an extra oracle row,
 protocol ``human_ai``) and ``diagnostic_figures`` (files under ``<paths.report>/figures/<cell>/``).
-Finished cells are skipped on rerun.
+Finished cells are skipped on rerun (``retrain=true`` runs them again). A cell's identity includes the data's
+content hash, so data changed in place make new cells and new training, never a stale row.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
-from benchmark.config import MethodSpec, dataset_config, method_specs
+from benchmark.config import MethodSpec, dataset_config, validate_config
 from benchmark.evaluate import ProtocolResult, evaluate, evaluate_segmentation, needs_validation_maps
 from benchmark.predict import Predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
+from benchmark.schema import cell_key, flatten_config, per_image_records, segmentation_array, testset_name
 from benchmark.store import ResultsStore
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
@@ -36,27 +39,63 @@ from methods.base import AnomalyMethod, MethodUnavailable, TrainLog
 log = logging.getLogger("benchmark")
 
 HUMAN_AI_PROTOCOL = "human_ai"  # rows of a method's own label-chosen segmentation (always an oracle)
-DIAGNOSTIC_SLICES = 4  # lesion-bearing test slices shown in a method's diagnostic figures (cfg.diagnostic_slices)
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One independent unit of work and its identity in the results store."""
+    """One independent unit of work and its identity in the results store: the data (pre-processing config
+    and content hash), the modality, the method configuration and the seed."""
 
     dataset: str
     preprocess_hash: str
+    data_hash: str
     modality: str
     spec: MethodSpec
     seed: int
 
     @property
     def config_hash(self) -> str:
-        return stable_hash({"pre": self.preprocess_hash, "method": self.spec.as_dict()})
+        return stable_hash({"pre": self.preprocess_hash, "data": self.data_hash, "method": self.spec.as_dict()})
 
     @property
     def key(self) -> str:
-        variant = "".join(c if c.isalnum() else "_" for c in self.spec.variant)
-        return f"{self.dataset}__{self.modality}__{self.spec.name}__{variant}__s{self.seed}__{self.config_hash}"
+        return cell_key(self.dataset, self.modality, self.spec.name, self.spec.variant, self.seed, self.config_hash)
+
+    @classmethod
+    def of(cls, splits: Splits, modality: str, spec: MethodSpec, seed: int) -> Cell:
+        """The cell of ``spec`` at ``seed`` on ``modality`` of the loaded ``splits``."""
+        return cls(splits.name, splits.preprocess_hash, splits.data_hash, modality, spec, int(seed))
+
+
+@dataclass(frozen=True)
+class CellOptions:
+    """What a cell reads from the run config (typed once, below :func:`run_experiment`)."""
+
+    experiment: str
+    protocols: tuple[str, ...]
+    table_protocol: str
+    eval_batch_size: int
+    bootstrap_samples: int
+    degenerate_brain_share: float
+    retrain: bool
+    progress: bool
+    report_dir: Path
+    diagnostic_slices: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> CellOptions:
+        return cls(
+            experiment=str(cfg.experiment.name),
+            protocols=tuple(cfg.experiment.protocols),
+            table_protocol=str(cfg.experiment.table_protocol),
+            eval_batch_size=int(cfg.eval_batch_size),
+            bootstrap_samples=int(cfg.bootstrap_samples),
+            degenerate_brain_share=float(cfg.degenerate_brain_share),
+            retrain=bool(cfg.retrain),
+            progress=bool(cfg.progress),
+            report_dir=Path(cfg.paths.report),
+            diagnostic_slices=int(cfg.diagnostic_slices),
+        )
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -104,101 +143,167 @@ def open_run(cfg: DictConfig) -> RunSetup:
 
 def run_experiment(cfg: DictConfig) -> ResultsStore:
     """Run every missing cell of the experiment; returns the results store."""
+    return run_experiment_cells(cfg)[0]
+
+
+def run_experiment_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
+    """Validate the config, then run every missing cell (every cell with ``retrain=true``); returns the store
+    and the keys of this experiment's cells (what its report shows)."""
+    specs = validate_config(cfg)
+    options = CellOptions.from_config(cfg)
     setup = open_run(cfg)
-    device, splits, store, checkpoints = setup.device, setup.splits, setup.store, setup.checkpoints
-    specs = method_specs(cfg)
+    splits = setup.splits
     log.info(
-        "data %s: %d train / %d val (healthy) / %d test slices at %s px",
-        splits.name, len(splits.train), len(splits.val), len(splits.test), splits.test.image_size,
+        "data %s (data hash %s): %d train / %d val (healthy) / %d test slices at %s px",
+        splits.name, splits.data_hash, len(splits.train), len(splits.val), len(splits.test), splits.test.image_size,
     )
+    keys: list[str] = []
+    trained: set[Path] = set()  # checkpoints (re)trained by this run: retrain=true trains a shared one once
     for modality in cfg.experiment.modalities:
-        if modality not in splits.test.modalities:
-            raise KeyError(f"experiment modality {modality!r} not loaded (dataset.modalities={splits.test.modalities})")
-        _store_test_set(store, splits, modality)
+        _store_test_set(setup.store, splits, modality)
         for spec in specs:
             for seed in cfg.seeds:
-                cell = Cell(splits.name, splits.preprocess_hash, modality, spec, int(seed))
-                if store.has(cell.key):
-                    log.info("skip %s (finished earlier)", cell.key)
-                    continue
-                run_cell(cell, splits, store, checkpoints, cfg, device)
-    return store
+                cell = Cell.of(splits, modality, spec, seed)
+                keys.append(cell.key)
+                if setup.store.has(cell.key):
+                    if not options.retrain:
+                        log.info("skip %s (finished earlier)", cell.key)
+                        continue
+                    log.info("retrain=true: re-running finished cell %s", cell.key)
+                run_cell(cell, setup, options, trained)
+    return setup.store, keys
 
 
-def run_cell(
-    cell: Cell, splits: Splits, store: ResultsStore, checkpoints: CheckpointStore, cfg: DictConfig, device: torch.device
-) -> None:
+def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Path] | None = None) -> None:
     """Train or reload, calibrate, predict, evaluate and store one cell."""
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     seed_everything(cell.seed)
-    context = MethodContext(
-        modality=cell.modality,
-        image_size=splits.test.image_size[0],
-        device=device,
-        seed=cell.seed,
-        available_modalities=splits.test.modalities,
-        progress=bool(cfg.progress),
-    )
-    base_row: dict[str, Any] = {
-        "experiment": cfg.experiment.name,
-        "dataset": cell.dataset,
-        "preprocess_hash": cell.preprocess_hash,
-        "modality": cell.modality,
-        "method": cell.spec.name,
-        "variant": cell.spec.variant,
-        "method_key": cell.spec.key,
-        "seed": cell.seed,
-        "cell": cell.key,
-        "config_hash": cell.config_hash,
-        "config": OmegaConf.to_yaml(OmegaConf.create(cell.spec.as_dict())),
-        "commit": git_commit(),
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "image_size": splits.test.image_size[0],
-        "n_train_slices": len(splits.train),
-        "n_val_slices": len(splits.val),
-        "n_test_slices": len(splits.test),
-        "n_test_subjects": len(set(splits.test.subjects)),
-        "started": started,
-    }
-    method_class = registered_methods()[cell.spec.name]  # names are validated by method_specs
-    base_row["method_label"] = method_class.row_label(cell.spec.variant)
-    base_row["deviations"] = list(method_class.deviations)
+    header = row_header(cell, setup, options)
     try:
-        method = create_method(cell.spec.name, context, variant=cell.spec.variant, **cell.spec.params)
-        train_log, reused = train_or_load(method, cell, splits, checkpoints, cfg)
+        method = create_method(cell.spec.name, _context(cell, setup, options), variant=cell.spec.variant,
+                               **cell.spec.params)
+        train_log, reused = train_or_load(method, cell, setup.splits, setup.checkpoints, options.retrain, trained)
     except MethodUnavailable as why:
         log.warning("%s: not applicable (%s)", cell.key, why)
-        row = base_row | {"status": "unavailable", "reason": str(why), "protocol": None}
-        store.write(cell.key, [row | {"finished": _now()}])
+        row = header | {"status": "unavailable", "reason": str(why), "protocol": None, "finished": _now()}
+        setup.store.write(cell.key, [row])
         return
-    batch = int(cfg.eval_batch_size)
-    method.reset_inference_stats()
-    test_pred = predict_split(method, splits.test, batch, cfg.progress, f"{method.display_name} {cell.modality} test")
-    inference_stats = method.inference_stats()  # of the test split only
-    val_pred = None
-    if needs_validation_maps(cfg.experiment.protocols):
-        val_pred = predict_split(method, splits.val, batch, cfg.progress, f"{method.display_name} {cell.modality} val")
-    n_boot = int(cfg.bootstrap_samples)
-    protocols = list(cfg.experiment.protocols)
-    results = evaluate(test_pred, splits.test, cell.modality, protocols, val_pred, splits.val, seed=cell.seed, n_boot=n_boot)
-    human_ai = _human_ai_result(method, splits.test, test_pred, cell, n_boot)
-    if human_ai is not None:
-        results.append(human_ai)
-    figures = _diagnostic_figures(method, splits.test, cell, cfg)
-    cost = inference_stats | {
+    predictions = predict_cell(method, cell, setup.splits, options)
+    results = evaluate_cell(method, cell, setup.splits, predictions, options)
+    figures = _diagnostic_figures(method, setup.splits.test, cell, options)
+    cost = predictions.inference_stats | {
         "status": "ok",
         "params": method.parameter_count(),
         "train_steps": train_log.steps,
         "train_seconds": train_log.seconds,
         "best_val_loss": train_log.best_val_loss,
         "checkpoint_reused": reused,
-        "nfe_per_slice": float(test_pred.nfe.double().mean()),
-        "ms_per_slice": test_pred.ms_per_slice,
+        "nfe_per_slice": float(predictions.test.nfe.double().mean()),
+        "ms_per_slice": predictions.test.ms_per_slice,
         "figures": figures,
         "finished": _now(),
     }
-    rows = [base_row | cost | r.row for r in results]
+    write_cell(setup.store, cell, header | cost, results, predictions.test, setup.splits.test)
+    headline = next((r for r in results if r.protocol == options.table_protocol), results[0])
+    log.info(
+        "done %-10s %-5s %-22s seed %d | DSC %.3f (%s)  AUROC %.3f | train %.0f s%s, %.1f ms/slice, NFE %.0f",
+        cell.dataset, cell.modality, header["method_label"], cell.seed, headline.row["dice"], headline.protocol,
+        headline.row["auroc"], train_log.seconds, " (reused)" if reused else "", predictions.test.ms_per_slice,
+        cost["nfe_per_slice"],
+    )
+
+
+def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, Any]:
+    """The identity and provenance fields every row of a cell starts with (its configuration flattened into
+    ``param.*`` / ``train.*`` columns, see :mod:`benchmark.schema`)."""
+    splits = setup.splits
+    method_class = registered_methods()[cell.spec.name]  # names are validated by method_specs
+    config = cell.spec.as_dict()
+    return {
+        "experiment": options.experiment,
+        "dataset": cell.dataset,
+        "preprocess_hash": cell.preprocess_hash,
+        "data_hash": cell.data_hash,
+        "modality": cell.modality,
+        "method": cell.spec.name,
+        "variant": cell.spec.variant,
+        "method_key": cell.spec.key,
+        "method_label": cell.spec.row_label,
+        "seed": cell.seed,
+        "cell": cell.key,
+        "config_hash": cell.config_hash,
+        "config": OmegaConf.to_yaml(OmegaConf.create(config)),
+        **flatten_config(config),
+        "deviations": list(method_class.deviations),
+        "commit": git_commit(),
+        "device": device_name(setup.device),
+        "torch": torch.__version__,
+        "image_size": splits.test.image_size[0],
+        "n_train_slices": len(splits.train),
+        "n_val_slices": len(splits.val),
+        "n_test_slices": len(splits.test),
+        "n_test_subjects": len(set(splits.test.subjects)),
+        "started": _now(),
+    }
+
+
+def _context(cell: Cell, setup: RunSetup, options: CellOptions) -> MethodContext:
+    return MethodContext(
+        modality=cell.modality,
+        image_size=setup.splits.test.image_size[0],
+        device=setup.device,
+        seed=cell.seed,
+        available_modalities=setup.splits.test.modalities,
+        progress=options.progress,
+    )
+
+
+@dataclass(frozen=True)
+class CellPredictions:
+    """A trained method's outputs on the splits a cell evaluates with (None where no protocol needs them)."""
+
+    test: Predictions
+    inference_stats: dict[str, float]  # the method's own counters, over the test split only
+    val: Predictions | None
+
+
+def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: CellOptions) -> CellPredictions:
+    """Predict the test split (and the healthy validation split when a protocol needs it)."""
+    batch, label = options.eval_batch_size, f"{method.display_name} {cell.modality}"
+    method.reset_inference_stats()
+    test = predict_split(method, splits.test, batch, options.progress, f"{label} test")
+    stats = method.inference_stats()
+    val = None
+    if needs_validation_maps(options.protocols):
+        val = predict_split(method, splits.val, batch, options.progress, f"{label} val")
+    return CellPredictions(test, stats, val)
+
+
+def evaluate_cell(
+    method: AnomalyMethod, cell: Cell, splits: Splits, predictions: CellPredictions, options: CellOptions
+) -> list[ProtocolResult]:
+    """Every configured protocol through :func:`evaluate`, plus the method's own oracle row if it has one."""
+    results = evaluate(
+        predictions.test, splits.test, cell.modality, options.protocols, predictions.val, splits.val,
+        seed=cell.seed, n_boot=options.bootstrap_samples,
+    )  # fmt: skip
+    human_ai = _human_ai_result(method, splits.test, predictions.test, cell, options.bootstrap_samples)
+    return results + ([human_ai] if human_ai is not None else [])
+
+
+def write_cell(
+    store: ResultsStore,
+    cell: Cell,
+    fields: dict[str, Any],
+    results: list[ProtocolResult],
+    test_pred: Predictions,
+    test: SliceSet,
+) -> None:
+    """One row per protocol, the per-image records and the maps / segmentations, as one store write."""
+    rows = [fields | r.row for r in results]
+    per_image = pd.concat(
+        [per_image_records(fields, r.protocol, r.per_image, test.subjects, test.slice_index) for r in results],
+        ignore_index=True,
+    )
     arrays = {
         "anomaly_maps": test_pred.anomaly_maps.numpy().astype(np.float16),
         "nfe": test_pred.nfe.numpy(),
@@ -208,16 +313,8 @@ def run_cell(
     if test_pred.final_masks is not None:
         arrays["final_masks"] = test_pred.final_masks.numpy().astype(bool)
     for r in results:
-        arrays[f"segmentation__{r.protocol}"] = r.segmentation.numpy()
-        arrays.update({f"{name}__{r.protocol}": values for name, values in r.per_image.items()})
-    store.write(cell.key, rows, arrays)
-    headline = next((r for r in rows if r["protocol"] == cfg.experiment.table_protocol), rows[0])
-    log.info(
-        "done %-10s %-5s %-22s seed %d | DSC %.3f (%s)  AUROC %.3f | train %.0f s%s, %.1f ms/slice, NFE %.0f",
-        cell.dataset, cell.modality, method.display_name, cell.seed, headline["dice"], headline["protocol"],
-        headline["auroc"], train_log.seconds, " (reused)" if reused else "", test_pred.ms_per_slice,
-        cost["nfe_per_slice"],
-    )
+        arrays[segmentation_array(r.protocol)] = r.segmentation.numpy()
+    store.write(cell.key, rows, arrays, per_image)
 
 
 def _human_ai_result(
@@ -236,27 +333,39 @@ def _human_ai_result(
     return result
 
 
-def _diagnostic_figures(method: AnomalyMethod, test: SliceSet, cell: Cell, cfg: DictConfig) -> list[str]:
+def _diagnostic_figures(method: AnomalyMethod, test: SliceSet, cell: Cell, options: CellOptions) -> list[str]:
     """The method's figures of the first few lesion-bearing test slices, as paths relative to the report."""
-    count = int(cfg.get("diagnostic_slices", DIAGNOSTIC_SLICES))
-    lesions = torch.nonzero(test.labels.flatten(1).any(1)).flatten()[:count].tolist()
+    lesions = torch.nonzero(test.labels.flatten(1).any(1)).flatten()[: options.diagnostic_slices].tolist()
     if not lesions:
         return []
-    report = Path(cfg.paths.report)
+    report = options.report_dir
     paths = method.diagnostic_figures(test.subset(lesions), report / "figures" / cell.key)
     return [p.relative_to(report).as_posix() for p in paths]
 
 
 def train_or_load(
-    method: AnomalyMethod, cell: Cell, splits: Splits, checkpoints: CheckpointStore, cfg: DictConfig
+    method: AnomalyMethod,
+    cell: Cell,
+    splits: Splits,
+    checkpoints: CheckpointStore,
+    retrain: bool = False,
+    trained: set[Path] | None = None,
 ) -> tuple[TrainLog, bool]:
-    """Reload the trained state when a checkpoint of the same training identity exists (unless
-    ``retrain``), else fit and save; then calibrate on healthy validation slices (always, so that
-    methods sharing a trained network keep their own calibration)."""
+    """Reload the trained state when a checkpoint of the same training identity exists, else fit and save;
+    then calibrate on healthy validation slices (always, so that methods sharing a trained network keep
+    their own calibration).
+
+    The checkpoint is keyed on the data (pre-processing hash and content hash), the method's training
+    identity and its budget. ``retrain`` fits again, once per checkpoint and run: paths in ``trained`` (the
+    run's record of what it has fitted) are reloaded, so methods that share a network train it once.
+    """
     identity = method.training_identity() or {"method": cell.spec.as_dict()}
-    training_hash = stable_hash({"pre": cell.preprocess_hash, "identity": identity, "budget": vars(cell.spec.budget)})
+    training_hash = stable_hash(
+        {"pre": cell.preprocess_hash, "data": cell.data_hash, "identity": identity, "budget": vars(cell.spec.budget)}
+    )
     path = checkpoints.path(cell.dataset, cell.modality, cell.seed, training_hash)
-    if path.exists() and not cfg.retrain:
+    fitted_now = trained is not None and path in trained
+    if path.exists() and (not retrain or fitted_now):
         state, train_log = checkpoints.load(path, method.device)
         method.load_state_dict(state)
         reused = True
@@ -265,6 +374,8 @@ def train_or_load(
         train_log = method.fit(splits.train, splits.val, cell.spec.budget)
         train_log.seconds = time.perf_counter() - start
         checkpoints.save(path, method.state_dict(), train_log)
+        if trained is not None:
+            trained.add(path)
         reused = False
     method.calibrate(splits.val)
     return train_log, reused
@@ -278,8 +389,8 @@ def record_run(store: ResultsStore, cfg: DictConfig) -> None:
 
 
 def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
-    """Inputs, labels and brain masks of the test split, once per (dataset, modality), for figures."""
-    name = f"testset__{splits.name}__{modality}__{splits.preprocess_hash}"
+    """Inputs, labels and brain masks of the test split, once per (dataset, data, modality), for figures."""
+    name = testset_name(splits.name, modality, splits.preprocess_hash, splits.data_hash)
     if store.has_arrays(name):
         return
     store.write_arrays(
@@ -296,5 +407,3 @@ def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-

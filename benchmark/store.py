@@ -19,7 +19,7 @@ import os
 import socket
 import tempfile
 from datetime import datetime, timezone
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,16 +27,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.schema import PER_IMAGE_COLUMNS
 from datasets.cache import atomic_write
 
 
 class ResultsStore:
-    """Rows under ``<root>/rows/<cell>.json``; per-cell arrays under ``<root>/arrays/<cell>.npz``."""
+    """Rows under ``<root>/rows/<cell>.json``; per-image records under ``<root>/per_image/<cell>.parquet``
+    (columns: :data:`benchmark.schema.PER_IMAGE_COLUMNS`); per-cell arrays under ``<root>/arrays/<cell>.npz``."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.rows_dir = self.root / "rows"
         self.arrays_dir = self.root / "arrays"
+        self.per_image_dir = self.root / "per_image"
         self.config_path = self.root / "experiment.yaml"  # resolved run config, written by the runner
         self.environment_path = self.root / "environment.json"  # package versions, written by the runner
         self.jobs_dir = self.root / "jobs"  # one folder per job (run or multirun cell) with its config
@@ -45,13 +48,23 @@ class ResultsStore:
         """True when the cell finished (its rows file exists)."""
         return (self.rows_dir / f"{cell}.json").exists()
 
-    def write(self, cell: str, rows: list[dict[str, Any]], arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Store the arrays (if any) first, then the rows; the rows file marks the cell finished."""
+    def write(
+        self,
+        cell: str,
+        rows: list[dict[str, Any]],
+        arrays: dict[str, np.ndarray] | None = None,
+        per_image: pd.DataFrame | None = None,
+    ) -> None:
+        """Store the arrays and per-image records (if any) first, then the rows; the rows file marks the cell
+        finished."""
         payload = json.dumps([_jsonable(r) for r in rows], indent=1, allow_nan=False)
         with self._write_lock():
             if arrays:
                 self.arrays_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **arrays))
+            if per_image is not None:
+                self.per_image_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write(self.per_image_dir / f"{cell}.parquet", lambda f: per_image.to_parquet(f, index=False))
             self.rows_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
 
@@ -105,6 +118,15 @@ class ResultsStore:
         for cell in self.cells():
             records.extend(json.loads((self.rows_dir / f"{cell}.json").read_text()))
         return pd.DataFrame.from_records(records)
+
+    def per_image(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        """The per-image records of ``cells`` (default: every finished cell) as one tidy DataFrame."""
+        names = self.cells() if cells is None else list(cells)
+        paths = [self.per_image_dir / f"{c}.parquet" for c in names]
+        frames = [pd.read_parquet(p) for p in paths if p.exists()]
+        if not frames:
+            return pd.DataFrame(columns=list(PER_IMAGE_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
 
     def arrays(self, name: str) -> dict[str, np.ndarray]:
         """The arrays stored with a cell (anomaly maps, reconstructions, ...) or by ``write_arrays``."""

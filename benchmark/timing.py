@@ -38,7 +38,7 @@ from benchmark.runner import Cell, open_run, train_or_load
 from benchmark.store import ResultsStore
 from benchmark.thresholds import binarise, oracle_global
 from datasets.slices import SliceSet, Splits
-from methods import MethodContext, create_method, registered_methods
+from methods import MethodContext, create_method
 from methods.base import AnomalyMethod, MethodOutput, MethodUnavailable, TrainBudget
 
 log = logging.getLogger("benchmark")
@@ -237,7 +237,7 @@ def run_timing(cfg: DictConfig) -> ResultsStore:
         batch = splits.test.subset(slice(0, min(batch_size, len(splits.test)))).to(device)
         for spec in method_specs(cfg):
             for seed in cfg.seeds:
-                cell = Cell(splits.name, splits.preprocess_hash, modality, spec, int(seed))
+                cell = Cell.of(splits, modality, spec, seed)
                 measured = measure_cell(cell, splits, batch, store, checkpoints, cfg, timer, options)
                 if measured is not None and spec.key == options.itermask2_study:
                     studied[f"{modality}__s{seed}"] = measured
@@ -278,7 +278,7 @@ def measure_cell(
         "method": spec.name,
         "variant": spec.variant,
         "method_key": spec.key,
-        "method_label": registered_methods()[spec.name].row_label(spec.variant),
+        "method_label": spec.row_label,
         "seed": cell.seed,
         "cell": cell.key,
         "image_size": splits.test.image_size[0],
@@ -291,7 +291,7 @@ def measure_cell(
     key = f"cost__{cell.key}"
     try:
         method = make()
-        train_or_load(method, cell, splits, checkpoints, cfg)
+        train_or_load(method, cell, splits, checkpoints, bool(cfg.retrain))
     except MethodUnavailable as why:
         store.write(key, [row | {"status": "unavailable", "reason": str(why)}])
         return None

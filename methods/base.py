@@ -7,7 +7,9 @@ file in ``configs/method/``.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, TypeVar
@@ -98,11 +100,14 @@ class AnomalyMethod(ABC):
     label: ClassVar[str] = ""
     #: Deviations from the reference implementation, shown in the report's method notes.
     deviations: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``fit`` trains anything (a training-free method may run with a budget of 0 steps).
+    trains: ClassVar[bool] = True
 
     def __init__(self, context: MethodContext, variant: str = "default", **params: Any) -> None:
+        if params:
+            raise UnknownParameterError(type(self).name or type(self).__name__, sorted(params), accepted_params(type(self)))
         self.context = context
         self.variant = variant
-        self.params = params
 
     @property
     def device(self) -> torch.device:
@@ -181,6 +186,41 @@ class AnomalyMethod(ABC):
         return []
 
 
+class UnknownParameterError(TypeError):
+    """A method config names a parameter that the method's constructor does not take (e.g. a typo)."""
+
+    def __init__(self, method: str, unknown: list[str], accepted: list[str]) -> None:
+        self.method, self.unknown, self.accepted = method, unknown, accepted
+        super().__init__(
+            f"method {method!r}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+        )
+
+
+def accepted_params(cls: type[AnomalyMethod]) -> list[str]:
+    """The keyword parameters a method's constructor chain accepts (from the signatures, sorted).
+
+    Subclasses forward ``**params`` to their parents, so the names of every ``__init__`` in the MRO count;
+    ``context`` and ``variant`` are the runner's, not config parameters.
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for parameter in inspect.signature(init).parameters.values():
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+                names.add(parameter.name)
+    return sorted(names - {"self", "context", "variant"})
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> None:
+    """Raise :class:`UnknownParameterError` when ``params`` holds a name method ``name`` does not accept."""
+    accepted = accepted_params(method_class(name))
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise UnknownParameterError(name, unknown, accepted)
+
+
 MethodT = TypeVar("MethodT", bound=type[AnomalyMethod])
 _REGISTRY: dict[str, type[AnomalyMethod]] = {}
 
@@ -203,11 +243,16 @@ def registered_methods() -> dict[str, type[AnomalyMethod]]:
     return dict(_REGISTRY)
 
 
-def create_method(name: str, context: MethodContext, variant: str = "default", **params: Any) -> AnomalyMethod:
-    """Instantiate a registered method; unknown names fail with the list of known ones."""
+def method_class(name: str) -> type[AnomalyMethod]:
+    """The class registered under ``name``; unknown names fail with the list of known ones."""
     try:
-        cls = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY)) or "(none)"
         raise KeyError(f"unknown method {name!r}; registered methods: {known}") from None
-    return cls(context, variant=variant, **params)
+
+
+def create_method(name: str, context: MethodContext, variant: str = "default", **params: Any) -> AnomalyMethod:
+    """Instantiate a registered method; unknown names and unknown parameters fail with what is accepted."""
+    check_params(name, params)
+    return method_class(name)(context, variant=variant, **params)

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from benchmark.schema import segmentation_array, testset_of  # noqa: E402
 from benchmark.store import ResultsStore  # noqa: E402
 from reports.tables import order_methods  # noqa: E402
 
@@ -48,7 +49,7 @@ def example_indices(lesion_px: np.ndarray, n: int) -> list[int]:
 
 def stored_test_set(store: ResultsStore, row: pd.Series) -> dict[str, np.ndarray]:
     """The stored test inputs, labels, brain masks and subjects of a row's data set and modality."""
-    return store.arrays(f"testset__{row['dataset']}__{row['modality']}__{row['preprocess_hash']}")
+    return store.arrays(testset_of(row))
 
 
 def normalised_maps(maps: np.ndarray, row: pd.Series) -> np.ndarray:
@@ -71,7 +72,7 @@ def qualitative_grid(
     methods = []  # (label, normalised maps, segmentations) per method
     for _, row in rows.iterrows():
         arrays = store.arrays(row["cell"])
-        segmentations = arrays[f"segmentation__{row['protocol']}"]
+        segmentations = arrays[segmentation_array(row["protocol"])]
         methods.append((row["method_label"], normalised_maps(arrays["anomaly_maps"], row), segmentations))
     n_cols = 2 + 2 * len(methods)
     fig, axes = plt.subplots(len(picks), n_cols, figsize=(1.4 * n_cols, 1.5 * len(picks)), squeeze=False)

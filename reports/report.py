@@ -11,13 +11,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.store import ResultsStore
+from benchmark.config import Sweep, experiment_sweep
 from reports import figures
+from reports.labels import configuration_labels
 from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
 from reports.tables import PAPER_METRICS, Table, comparison_table
 
@@ -41,7 +44,7 @@ class ReportSettings:
     method_order: tuple[str, ...] = ()
     reference_method: str = "itermask2"
     n_examples: int = 4
-    sweep: dict[str, Any] | None = None
+    sweep: Sweep | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig | None) -> ReportSettings:
@@ -49,7 +52,13 @@ class ReportSettings:
             return cls()
         e = cfg.experiment
         oracle_methods = e.get("oracle_methods")
-        sweep = e.get("sweep")
+        sweep = experiment_sweep(cfg)
+        keys = [str(k) for k in cfg.get("methods") or ()]
+        reference = str(e.get("reference_method") or cls.reference_method)
+        if sweep is not None:
+            swept = [sweep.key(v) for v in sweep.values]
+            keys = [k for key in keys for k in (swept if key == sweep.method else [key])]
+            reference = sweep.key(sweep.reference) if sweep.reference is not None else reference
         return cls(
             title=str(e.get("title") or e.get("name") or cls.title),
             modalities=tuple(e.get("modalities") or ()),
@@ -58,30 +67,44 @@ class ReportSettings:
             metrics=tuple(e.get("columns") or PAPER_METRICS),
             oracle_protocols=tuple(e.get("oracle_protocols") or ()),
             oracle_methods=None if oracle_methods is None else tuple(oracle_methods),
-            method_order=tuple(cfg.get("methods") or ()),
-            reference_method=str(e.get("reference_method") or cls.reference_method),
+            method_order=tuple(keys),
+            reference_method=reference,
             n_examples=int(e.get("figure_examples") or cls.n_examples),
-            sweep=OmegaConf.to_container(sweep, resolve=True) if sweep else None,  # type: ignore[arg-type]
+            sweep=sweep,
         )
 
 
-def write_report(store: ResultsStore, out_dir: Path, cfg: DictConfig | None = None) -> Path:
-    """Write tables (md/tex/csv), figures (png/pdf) and ``report.md`` into ``out_dir``; returns its path."""
+def write_report(
+    store: ResultsStore, out_dir: Path, cfg: DictConfig | None = None, cells: Collection[str] | None = None
+) -> Path:
+    """Write tables (md/tex/csv), figures (png/pdf), the per-image table and ``report.md`` into ``out_dir``;
+    returns its path.
+
+    ``cells``: the cells of the experiment being reported (the runner passes its own); None reports every
+    cell in the store. Rows are labelled so that each label is one configuration (:mod:`reports.labels`).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = cfg if cfg is not None else _saved_config(store)
     settings = ReportSettings.from_config(cfg)
-    all_rows = store.rows()
+    stored = store.rows()
     lines = [f"# {settings.title}", ""]
+    all_rows = stored if cells is None or stored.empty else stored[stored["cell"].isin(list(cells))]
     if all_rows.empty:
         lines.append("No finished cells in the results store yet.")
         return _write_text(out_dir / "report.md", lines)
+    all_rows = all_rows.assign(method_label=configuration_labels(all_rows))
+    lines += _scope_note(stored, all_rows)
+    per_image = _per_image_table(store, all_rows, out_dir)
     timing = all_rows[all_rows["experiment"] == TIMING_EXPERIMENT] if "experiment" in all_rows else all_rows.iloc[:0]
     rows = all_rows.drop(index=timing.index)
     if not rows.empty:
-        lines += _tables_section(store, rows, settings, out_dir)
+        lines += _tables_section(per_image, rows, settings, out_dir)
         lines += _figures_section(store, rows, settings, out_dir)
         lines += _sweep_section(rows, settings, out_dir)
         lines += _threshold_free_section(rows)
+        lines += ["## Per-image results", "", "One record per cell, threshold protocol and test slice (subject, "
+                  "slice, lesion size, Dice, sensitivity, precision, SSIM, threshold): "
+                  + _links("per_image", ("parquet", "csv")), ""]
     lines += _cost_section(timing, out_dir)
     lines += _diagnostic_section(all_rows)
     lines += _method_notes(all_rows)
@@ -90,7 +113,31 @@ def write_report(store: ResultsStore, out_dir: Path, cfg: DictConfig | None = No
     return _write_text(out_dir / "report.md", lines)
 
 
-def _tables_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
+def _scope_note(stored: pd.DataFrame, shown: pd.DataFrame) -> list[str]:
+    """Say how many cells of the store the report leaves out (other experiments, configurations or data)."""
+    others = stored["cell"].nunique() - shown["cell"].nunique()
+    if others <= 0:
+        return []
+    return [
+        f"This report shows the {shown['cell'].nunique()} cells of this experiment; the results store holds "
+        f"{others} other cell(s) (earlier configurations, data or experiments), left out. "
+        "`python -m reports <run folder>` reports every cell, one labelled row per configuration.",
+        "",
+    ]
+
+
+def _per_image_table(store: ResultsStore, rows: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """The tidy per-image records of the reported cells (labels as in the tables), written as
+    ``per_image.parquet`` and ``per_image.csv``."""
+    per_image = store.per_image(rows["cell"].unique())
+    labels = rows.drop_duplicates("cell").set_index("cell")["method_label"]
+    per_image = per_image.assign(method_label=per_image["cell"].map(labels))
+    per_image.to_parquet(out_dir / "per_image.parquet", index=False)
+    per_image.to_csv(out_dir / "per_image.csv", index=False, float_format="%.6g")
+    return per_image
+
+
+def _tables_section(per_image: pd.DataFrame, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
     """Main table per data set (and all data sets together) and protocol; paired tests beside the main one."""
     protocols = [
         p for p in rows["protocol"].dropna().unique()
@@ -117,7 +164,7 @@ def _tables_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSet
             heading = f"### {', '.join(scope)} — {protocol}{oracle}"
             lines += [heading, "", table.to_markdown(), _links(stem, ("md", "tex", "csv")), ""]
         if is_main:
-            lines += _paired_tests(store, rows, protocol, settings, out_dir)
+            lines += _paired_tests(per_image, rows, protocol, settings, out_dir)
     return lines
 
 
@@ -131,9 +178,9 @@ def write_table(table: Table, out_dir: Path, stem: str) -> list[Path]:
 
 
 def _paired_tests(
-    store: ResultsStore, rows: pd.DataFrame, protocol: str, settings: ReportSettings, out_dir: Path
+    per_image: pd.DataFrame, rows: pd.DataFrame, protocol: str, settings: ReportSettings, out_dir: Path
 ) -> list[str]:
-    tests = wilcoxon_vs_reference(store, rows, protocol, settings.reference_method)
+    tests = wilcoxon_vs_reference(per_image, rows, protocol, settings.reference_method)
     if tests.empty:
         return []
     stem = f"wilcoxon__{protocol}"
@@ -181,16 +228,17 @@ def _sweep_section(rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) 
     """Sensitivity table and figure of an ``experiment.sweep`` (reports/sensitivity.py)."""
     if not settings.sweep:
         return []
-    parameter, label = settings.sweep.get("parameter"), settings.sweep.get("label", settings.sweep.get("parameter"))
+    column, label = settings.sweep.column, settings.sweep.label
     lines = [f"## Sensitivity to {label}", ""]
     sensitivity = _optional_module("reports.sensitivity")
     if sensitivity is None:
         return lines + ["reports/sensitivity.py is not available in this checkout: sweep table and figure skipped.", ""]
-    table = sensitivity.sensitivity_table(rows, parameter, settings.table_protocol)
-    stem = f"sensitivity__{parameter}"
+    swept = rows[rows["method_key"].isin([settings.sweep.key(v) for v in settings.sweep.values])]
+    table = sensitivity.sensitivity_table(swept, column, settings.table_protocol)
+    stem = f"sensitivity__{column}"
     table.to_csv(out_dir / f"{stem}.csv", index=False, float_format="%.4f")
     lines += [frame_markdown(table), _links(stem, ("csv",)), ""]
-    paths = sensitivity.sensitivity_figure(rows, parameter, label, out_dir / "figures", settings.table_protocol)
+    paths = sensitivity.sensitivity_figure(swept, column, label, out_dir / "figures", settings.table_protocol)
     return lines + _figure_lines(f"Sensitivity to {label}", paths, out_dir)
 
 

@@ -1,8 +1,9 @@
 """Sensitivity sweeps (the paper's Fig. 3): a metric against one swept method parameter, one line per modality.
 
-An experiment with ``experiment.sweep: {parameter, label}`` (e.g. ``configs/experiment/sensitivity_tau.yaml``)
-has one method entry per parameter value. The value of each row is read from the row's stored method config
-(``config``: YAML with ``params``), never from its label, so the numbers on the x axis are the ones that ran.
+An experiment with ``experiment.sweep: {method, parameter, values, label}`` (e.g.
+``configs/experiment/sensitivity_tau.yaml``) runs one cell per value. The value of each row is read from its
+flattened configuration column (``param.tau_percentile``, ``train.steps``; see :mod:`benchmark.schema`),
+never from its label, so the numbers on the x axis are the ones that ran.
 """
 
 from __future__ import annotations
@@ -11,26 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
-import yaml
 
 from reports.figures import plt, save_figure
 
 DEFAULT_PROTOCOL = "oracle_global"
 
 
-def sweep_value(config: str, parameter: str, where: str = "row") -> float:
-    """``params.<parameter>`` of one row's stored method config (YAML text) as a float."""
-    params = (yaml.safe_load(config) or {}).get("params") or {}
-    if parameter not in params:
-        raise KeyError(f"{where}: its method config has no params.{parameter} (params: {sorted(params)}); "
-                       "set the swept parameter explicitly in every method entry of the sweep experiment")
-    return float(params[parameter])
-
-
 def sensitivity_table(
     rows: pd.DataFrame, parameter: str, protocol: str = DEFAULT_PROTOCOL, metric: str = "dice"
 ) -> pd.DataFrame:
-    """Mean ``metric`` (over seeds) per (dataset, modality, parameter value) at ``protocol``.
+    """Mean ``metric`` (over seeds) per (dataset, modality, value of the row column ``parameter``) at
+    ``protocol``.
 
     Columns: ``dataset``, ``modality``, ``<parameter>``, ``<metric>`` (mean), ``<metric>_std`` (over seeds,
     NaN for one seed), ``n_seeds``; sorted by dataset, modality, value. Rows of other protocols and cells
@@ -39,7 +31,7 @@ def sensitivity_table(
     columns = ["dataset", "modality", parameter, metric, f"{metric}_std", "n_seeds"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    missing = {"dataset", "modality", "protocol", "config", metric} - set(rows.columns)
+    missing = {"dataset", "modality", "protocol", parameter, metric} - set(rows.columns)
     if missing:
         raise KeyError(f"sensitivity_table: result rows lack the columns {sorted(missing)}")
     chosen = rows[rows["protocol"] == protocol]
@@ -47,9 +39,7 @@ def sensitivity_table(
         chosen = chosen[chosen["status"] == "ok"]
     if chosen.empty:
         return pd.DataFrame(columns=columns)
-    cells = chosen["cell"] if "cell" in chosen else chosen.index
-    values = [sweep_value(config, parameter, f"cell {cell}") for config, cell in zip(chosen["config"], cells)]
-    chosen = chosen.assign(**{parameter: values})
+    chosen = chosen.assign(**{parameter: pd.to_numeric(chosen[parameter])})
     table = (
         chosen.groupby(["dataset", "modality", parameter])[metric]
         .agg(["mean", "std", "count"])

@@ -1,7 +1,7 @@
 """Paired tests over test subjects: IterMask² (or any reference method) against each baseline.
 
-Per-image scores come from the results store (``<metric>__<protocol>`` arrays of every cell) and the
-test set's subject ids (``testset__<dataset>__<modality>__<hash>``); images are averaged per subject
+Per-image scores come from the tidy per-image table (``ResultsStore.per_image``, one record per cell,
+protocol and test slice, with its subject); images are averaged per subject
 (slices of one subject are not independent), then seeds are averaged per subject, and the two methods'
 per-subject means are compared with scipy's two-sided Wilcoxon signed-rank test. p-values are not
 corrected for multiple comparisons (the report says so).
@@ -9,6 +9,7 @@ corrected for multiple comparisons (the report says so).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from benchmark.store import ResultsStore
+log = logging.getLogger("reports")
 
 
 @dataclass(frozen=True)
@@ -29,14 +30,6 @@ class PairedTest:
     median_diff: float
     statistic: float
     p_value: float
-
-
-def per_subject_mean(values: np.ndarray | Sequence[float], subjects: Sequence[str]) -> pd.Series:
-    """Mean of per-image ``values`` per subject (NaN images ignored), indexed by subject id."""
-    v = np.asarray(values, dtype=np.float64).reshape(-1)
-    if v.shape[0] != len(subjects):
-        raise ValueError(f"per_subject_mean: {v.shape[0]} values but {len(subjects)} subject ids")
-    return pd.Series(v, index=[str(s) for s in subjects]).groupby(level=0, sort=True).mean()
 
 
 def paired_wilcoxon(a: pd.Series, b: pd.Series) -> PairedTest:
@@ -56,38 +49,41 @@ def paired_wilcoxon(a: pd.Series, b: pd.Series) -> PairedTest:
     )
 
 
-def subject_scores(store: ResultsStore, rows: pd.DataFrame, metric: str = "dice") -> pd.Series:
-    """Per-subject score of the cells in ``rows`` (all of one method, data set, modality, protocol),
-    averaged over the cells (seeds)."""
-    per_cell = []
-    for _, row in rows.iterrows():
-        arrays = store.arrays(row["cell"])
-        key = f"{metric}__{row['protocol']}"
-        if key not in arrays:
-            raise KeyError(f"{store.arrays_dir / row['cell']}.npz: no per-image array {key!r}")
-        test_set = store.arrays(f"testset__{row['dataset']}__{row['modality']}__{row['preprocess_hash']}")
-        per_cell.append(per_subject_mean(arrays[key], [str(s) for s in test_set["subjects"]]))
-    return pd.concat(per_cell, axis=1).mean(axis=1)
+def subject_scores(per_image: pd.DataFrame, cells: Sequence[str], protocol: str, metric: str = "dice") -> pd.Series:
+    """Per-subject score of ``cells`` (all of one configuration: its seeds) under ``protocol``: each cell's
+    images averaged per subject, then the cells averaged per subject. Reads the tidy per-image table."""
+    chosen = per_image[per_image["cell"].isin(list(cells)) & (per_image["protocol"] == protocol)]
+    if chosen.empty:
+        raise KeyError(f"no per-image records of protocol {protocol!r} for cells {list(cells)[:3]}")
+    per_cell = chosen.groupby(["cell", "subject"], sort=True)[metric].mean()
+    return per_cell.groupby(level="subject", sort=True).mean()
 
 
 def wilcoxon_vs_reference(
-    store: ResultsStore, rows: pd.DataFrame, protocol: str, reference: str, metric: str = "dice"
+    per_image: pd.DataFrame, rows: pd.DataFrame, protocol: str, reference: str, metric: str = "dice"
 ) -> pd.DataFrame:
     """One line per (data set, modality, baseline): the reference method (a ``method_key``) against every
-    other method with stored arrays under ``protocol``; empty when the reference has no rows."""
+    other configuration (``method_label``) under ``protocol``; empty when the reference has no rows. A
+    reference key that holds several configurations there is ambiguous: that data set and modality get no
+    tests (and a log warning)."""
     ok = rows[(rows["protocol"] == protocol) & (rows["status"] == "ok")]
     lines = []
     for (dataset, modality), group in ok.groupby(["dataset", "modality"], sort=False):
         ref = group[group["method_key"] == reference]
         if ref.empty:
             continue
-        ref_scores = subject_scores(store, ref, metric)
-        for key, other in group[group["method_key"] != reference].groupby("method_key", sort=False):
-            test = paired_wilcoxon(ref_scores, subject_scores(store, other, metric))
+        if ref["method_label"].nunique() > 1:
+            log.warning("paired tests %s %s: reference %r holds several configurations %s; skipped",
+                        dataset, modality, reference, sorted(ref["method_label"].unique()))
+            continue
+        ref_scores = subject_scores(per_image, ref["cell"], protocol, metric)
+        others = group[group["method_label"] != ref["method_label"].iloc[0]]
+        for label, other in others.groupby("method_label", sort=False):
+            test = paired_wilcoxon(ref_scores, subject_scores(per_image, other["cell"], protocol, metric))
             lines.append(
                 {
                     "dataset": dataset, "modality": modality, "reference": ref["method_label"].iloc[0],
-                    "baseline": other["method_label"].iloc[0], "metric": metric, "protocol": protocol,
+                    "baseline": label, "metric": metric, "protocol": protocol,
                     "n_subjects": test.n_subjects, "mean_diff": test.mean_diff, "median_diff": test.median_diff,
                     "statistic": test.statistic, "p_value": test.p_value,
                 }

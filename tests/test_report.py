@@ -14,11 +14,13 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 import reports.report as report_module
+from benchmark.schema import per_image_records, testset_name
 from benchmark.store import ResultsStore
 from reports.report import write_report
 from reports.tables import Table
 
 N, SIZE = 6, 16
+SWEPT = "itermask2[params.tau_percentile=80]"  # the key a one-value sweep over IterMask²'s τ generates
 
 
 def _store(root: Path, timing: bool = True) -> ResultsStore:
@@ -27,15 +29,17 @@ def _store(root: Path, timing: bool = True) -> ResultsStore:
     labels = np.zeros((N, SIZE, SIZE), dtype=bool)
     labels[:, 4:8, 4:8] = True
     subjects = np.array(["s1", "s1", "s2", "s3", "s4", "s5"])
-    store.write_arrays("testset__toy__flair__h", {
+    store.write_arrays(testset_name("toy", "flair", "h", "d"), {
         "images": rng.normal(size=(N, SIZE, SIZE)).astype(np.float16), "labels": labels,
         "brain": np.ones((N, SIZE, SIZE), dtype=np.float16), "subjects": subjects, "slice_index": np.arange(N),
     })  # fmt: skip
-    for key, label, dice in (("ae", "AE", 0.4), ("itermask2", "IterMask²", 0.7)):
+    for key, label, dice in (("ae", "AE", 0.4), (SWEPT, "IterMask²", 0.7)):
+        cell = key.partition("[")[0]
         base = {
-            "experiment": "toy", "dataset": "toy", "modality": "flair", "method": key, "method_key": key,
-            "method_label": label, "variant": "default", "seed": 0, "cell": key, "status": "ok",
-            "preprocess_hash": "h", "config": f"name: {key}\nparams:\n  tau_percentile: 80\n", "commit": "abc",
+            "experiment": "toy", "dataset": "toy", "modality": "flair", "method": cell, "method_key": key,
+            "method_label": label, "variant": "default", "seed": 0, "cell": cell, "status": "ok", "config_hash": cell,
+            "preprocess_hash": "h", "data_hash": "d", "config": f"name: {cell}\nparams:\n  tau_percentile: 80\n",
+            "param.tau_percentile": 80, "commit": "abc",
             "device": "cpu", "deviations": [f"{label} deviation"], "train_steps": 5, "train_seconds": 1.0,
             "image_size": SIZE, "n_test_slices": N, "n_test_subjects": 5, "nfe_per_slice": 1.0, "ms_per_slice": 2.0,
             "auroc": 0.8, "auprc": 0.5, "norm_min": 0.0, "norm_max": 1.0, "sens": 0.5, "prec": 0.5, "ssim_paper": 0.9,
@@ -45,16 +49,21 @@ def _store(root: Path, timing: bool = True) -> ResultsStore:
             base | {"protocol": "oracle_global", "is_oracle": True, "dice": dice},
             base | {"protocol": "oracle_per_image", "is_oracle": True, "dice": dice + 0.1},
         ]
-        if key == "itermask2":
+        if key == SWEPT:
             rows[0]["diagnostic_figures"] = ["figures/itermask2/shrinking.png"]
         per_image = dice + rng.normal(scale=0.05, size=N)
         arrays = {
             "anomaly_maps": rng.random((N, SIZE, SIZE)).astype(np.float16),
             "reconstructions": rng.normal(size=(N, SIZE, SIZE)).astype(np.float16),
-            "segmentation__oracle_global": labels, "dice__oracle_global": per_image,
-            "segmentation__oracle_per_image": labels, "dice__oracle_per_image": per_image,
+            "segmentation__oracle_global": labels, "segmentation__oracle_per_image": labels,
         }  # fmt: skip
-        store.write(key, rows, arrays)
+        records = pd.concat(
+            per_image_records(rows[0] | {"method_label": label}, protocol, {
+                "dice": per_image, "lesion_px": labels.reshape(N, -1).sum(1), "size_bin": np.zeros(N, dtype=int),
+            }, tuple(subjects), tuple(range(N)))
+            for protocol in ("oracle_global", "oracle_per_image")
+        )  # fmt: skip
+        store.write(cell, rows, arrays, records)
     if timing:
         store.write("timing", [{"experiment": "timing", "method_label": "AE", "record": "method_cost", "seed": 0}])
     return store
@@ -65,8 +74,10 @@ def _config(sweep: bool):
         "methods": {"ae": {}, "itermask2": {}},
         "experiment": {
             "name": "toy", "title": "Toy report", "modalities": ["flair"], "table_protocol": "oracle_global",
-            "oracle_protocols": ["oracle_per_image"], "oracle_methods": ["itermask2"], "figure_examples": 2,
-            "sweep": {"parameter": "tau_percentile", "label": "τ"} if sweep else None,
+            "oracle_protocols": ["oracle_per_image"], "oracle_methods": [SWEPT], "figure_examples": 2,
+            "reference_method": SWEPT,
+            "sweep": {"method": "itermask2", "parameter": "params.tau_percentile", "values": [80], "label": "τ"}
+            if sweep else None,
         },
     })  # fmt: skip
 
@@ -100,10 +111,11 @@ def test_report_links_every_table_and_figure_and_calls_sweep_and_cost(tmp_path, 
     for path in written:
         if path not in ("report.md", "all_rows.csv"):
             assert f"]({path})" in text, path
-    for stem in ("table__toy__oracle_global", "wilcoxon__oracle_global", "sensitivity__tau_percentile", "cost"):
+    for stem in ("table__toy__oracle_global", "wilcoxon__oracle_global", "sensitivity__param.tau_percentile", "cost",
+                 "per_image"):
         assert any(p.startswith(stem) for p in written), stem
     assert "figures/qualitative__toy__flair.png" in written and "figures/reconstructions__toy__flair.pdf" in written
-    assert calls == [("figure", "tau_percentile", "τ", "oracle_global")]
+    assert calls == [("figure", "param.tau_percentile", "τ", "oracle_global")]
     assert "## Sensitivity to τ" in text and "cost caption" in text and "| AE | 1.000 |" in text
     assert "[figures/itermask2/shrinking.png](figures/itermask2/shrinking.png)" in text
     assert "| † IterMask² (per-image oracle) |" in text and "| † AE (per-image oracle)" not in text

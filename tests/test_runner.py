@@ -100,6 +100,7 @@ def test_a_new_method_added_by_module_and_config_appears_in_the_table(tmp_path, 
         """Toy method: the anomaly score is the intensity itself (finds bright lesions on FLAIR)."""
 
         label = "Bright"
+        trains = False
 
         def fit(self, train, val, budget):
             return base.TrainLog(steps=0)
@@ -118,7 +119,7 @@ def test_a_new_method_added_by_module_and_config_appears_in_the_table(tmp_path, 
         tmp_path,
         shared_data_dir,
         "methods.ae.train.steps=4",
-        "+methods.bright={name: brightness, variant: default, params: {}, train: {steps: 0, batch_size: 1, lr: 0.0}}",
+        "+methods.bright={name: brightness, variant: default, params: {}}",
         "experiment.modalities=[flair]",
         "experiment.only_methods=[ae,bright]",
     )

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 
 from benchmark.config import method_specs
@@ -20,9 +19,8 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
 
 
 def _row(modality: str, q: float, seed: int, dice: float, protocol: str = "oracle_global", status: str = "ok") -> dict:
-    config = yaml.safe_dump({"name": "itermask2", "variant": f"τ p{q:g}", "params": {"tau_percentile": q}})
     return {"dataset": "synthetic-brats", "modality": modality, "protocol": protocol, "seed": seed, "dice": dice,
-            "config": config, "status": status, "cell": f"{modality}_{q}_{seed}"}
+            "param.tau_percentile": q, "status": status, "cell": f"{modality}_{q}_{seed}"}
 
 
 @pytest.fixture
@@ -37,25 +35,25 @@ def rows() -> pd.DataFrame:
 
 
 def test_sensitivity_table_averages_seeds_per_value_at_the_protocol(rows: pd.DataFrame) -> None:
-    table = sensitivity_table(rows, "tau_percentile")
-    assert list(table.columns) == ["dataset", "modality", "tau_percentile", "dice", "dice_std", "n_seeds"]
-    assert table[["modality", "tau_percentile"]].values.tolist() == [["flair", 60.0], ["flair", 80.0],
+    table = sensitivity_table(rows, "param.tau_percentile")
+    assert list(table.columns) == ["dataset", "modality", "param.tau_percentile", "dice", "dice_std", "n_seeds"]
+    assert table[["modality", "param.tau_percentile"]].values.tolist() == [["flair", 60.0], ["flair", 80.0],
                                                                      ["t1", 60.0], ["t1", 80.0]]
     np.testing.assert_allclose(table["dice"], [0.60, 0.75, 0.30, 0.40])
     np.testing.assert_allclose(table["dice_std"].iloc[0], np.std([0.5, 0.7], ddof=1))
     assert table["n_seeds"].tolist() == [2, 1, 1, 1]
-    other = sensitivity_table(rows, "tau_percentile", protocol="val_fpr")
+    other = sensitivity_table(rows, "param.tau_percentile", protocol="val_fpr")
     assert other["dice"].tolist() == [0.99]
 
 
 def test_a_row_without_the_swept_parameter_is_an_error(rows: pd.DataFrame) -> None:
-    with pytest.raises(KeyError, match="params.radius"):
-        sensitivity_table(rows, "radius")
+    with pytest.raises(KeyError, match="param.radius"):
+        sensitivity_table(rows, "param.radius")
 
 
 def test_sensitivity_figure_draws_one_line_per_modality_with_the_table_values(rows: pd.DataFrame, tmp_path) -> None:
-    table = sensitivity_table(rows, "tau_percentile")
-    fig = sensitivity_plot(table, "tau_percentile", "τ percentile")
+    table = sensitivity_table(rows, "param.tau_percentile")
+    fig = sensitivity_plot(table, "param.tau_percentile", "τ percentile")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "τ percentile" and ax.get_ylabel() == "DSC"
     drawn = {
@@ -68,10 +66,10 @@ def test_sensitivity_figure_draws_one_line_per_modality_with_the_table_values(ro
                                                                          ax.get_legend().legend_handles)}
     assert legend == {"flair": drawn[(0.6, 0.75)][1], "t1": drawn[(0.3, 0.4)][1]}
 
-    paths = sensitivity_figure(rows, "tau_percentile", "τ percentile", tmp_path / "fig")
-    assert [p.name for p in paths] == ["sensitivity__tau_percentile.png", "sensitivity__tau_percentile.pdf"]
+    paths = sensitivity_figure(rows, "param.tau_percentile", "τ percentile", tmp_path / "fig")
+    assert [p.name for p in paths] == ["sensitivity__param.tau_percentile.png", "sensitivity__param.tau_percentile.pdf"]
     assert paths[0].read_bytes()[:4] == b"\x89PNG" and paths[1].read_bytes()[:5] == b"%PDF-"
-    assert sensitivity_figure(rows, "tau_percentile", "τ", tmp_path / "none", protocol="val_labelled") == []
+    assert sensitivity_figure(rows, "param.tau_percentile", "τ", tmp_path / "none", protocol="val_labelled") == []
 
 
 def _compose(experiment: str):
@@ -88,12 +86,12 @@ def _compose(experiment: str):
 )
 def test_sweep_experiments_compose_with_the_expected_values(experiment, parameter, values, layout) -> None:
     cfg = _compose(experiment)
-    assert cfg.experiment.name == experiment and cfg.experiment.sweep.parameter == parameter
+    assert cfg.experiment.name == experiment and cfg.experiment.sweep.parameter == f"params.{parameter}"
     assert list(cfg.experiment.modalities) == ["flair", "t1"]
     specs = method_specs(cfg)
     assert [s.params[parameter] for s in specs] == values
-    assert all(s.name == "itermask2" and s.params["ablation"] == layout for s in specs)
-    assert len({s.variant for s in specs}) == len(values)  # distinct row labels
+    assert all(s.name == "itermask2" and s.variant == layout for s in specs)
+    assert len({s.row_label for s in specs}) == len(values)  # distinct row labels
     if parameter == "radius":
         assert all(s.params["radius_reference_size"] == 128 for s in specs)
     # the τ sweep trains once per modality; each radius trains its own f1

@@ -7,15 +7,23 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
-from benchmark.store import ResultsStore
-from reports.stats import paired_wilcoxon, per_subject_mean, wilcoxon_vs_reference
+from reports.stats import paired_wilcoxon, subject_scores, wilcoxon_vs_reference
 
 
-def test_per_subject_mean_averages_slices_of_a_subject() -> None:
-    means = per_subject_mean([0.2, 0.4, 0.9, np.nan, 0.5], ["b", "b", "a", "a", "c"])
-    assert means.to_dict() == pytest.approx({"a": 0.9, "b": 0.3, "c": 0.5})
-    with pytest.raises(ValueError, match="3 values but 2 subject ids"):
-        per_subject_mean([1, 2, 3], ["a", "b"])
+def _per_image(cell: str, subjects: list[str], dice: list[float], protocol: str = "oracle_global") -> pd.DataFrame:
+    return pd.DataFrame({"cell": cell, "protocol": protocol, "subject": subjects, "dice": dice})
+
+
+def test_subject_scores_average_slices_per_subject_then_seeds() -> None:
+    per_image = pd.concat([
+        _per_image("seed0", ["b", "b", "a", "a", "c"], [0.2, 0.4, 0.9, np.nan, 0.5]),
+        _per_image("seed1", ["a", "b", "c"], [0.5, 0.1, 0.5]),
+        _per_image("seed1", ["a"], [0.0], protocol="val_fpr"),  # another protocol: ignored
+    ])  # fmt: skip
+    scores = subject_scores(per_image, ["seed0", "seed1"], "oracle_global")
+    assert scores.to_dict() == pytest.approx({"a": (0.9 + 0.5) / 2, "b": (0.3 + 0.1) / 2, "c": 0.5})
+    with pytest.raises(KeyError, match="val_labelled"):
+        subject_scores(per_image, ["seed0"], "val_labelled")
 
 
 def test_paired_wilcoxon_known_case() -> None:
@@ -36,19 +44,16 @@ def test_identical_methods_give_p_one() -> None:
     assert test.p_value == 1.0 and math.isnan(test.statistic) and test.mean_diff == 0.0
 
 
-def test_wilcoxon_vs_reference_reads_store_arrays(tmp_path) -> None:
-    store = ResultsStore(tmp_path)
-    subjects = np.array(["s1", "s1", "s2", "s3", "s4", "s5", "s6"])
-    store.write_arrays("testset__toy__flair__h", {"subjects": subjects})
-    ref = np.array([0.9, 0.7, 0.6, 0.8, 0.9, 0.7, 0.5])
-    base = np.array([0.1, 0.3, 0.5, 0.2, 0.4, 0.3, 0.6])
-    rows = []
+def test_wilcoxon_vs_reference_reads_the_per_image_table() -> None:
+    subjects = ["s1", "s1", "s2", "s3", "s4", "s5", "s6"]
+    ref = [0.9, 0.7, 0.6, 0.8, 0.9, 0.7, 0.5]
+    base = [0.1, 0.3, 0.5, 0.2, 0.4, 0.3, 0.6]
+    rows, frames = [], []
     for key, label, dice in (("itermask2", "IterMask²", ref), ("ae", "AE", base)):
-        row = {"cell": key, "method_key": key, "method_label": label, "dataset": "toy", "modality": "flair",
-               "preprocess_hash": "h", "protocol": "oracle_global", "status": "ok", "seed": 0}  # fmt: skip
-        store.write(key, [row], {"dice__oracle_global": dice})
-        rows.append(row)
-    tests = wilcoxon_vs_reference(store, pd.DataFrame(rows), "oracle_global", "itermask2")
+        rows.append({"cell": key, "method_key": key, "method_label": label, "dataset": "toy", "modality": "flair",
+                     "protocol": "oracle_global", "status": "ok", "seed": 0})  # fmt: skip
+        frames.append(_per_image(key, subjects, dice))
+    tests = wilcoxon_vs_reference(pd.concat(frames), pd.DataFrame(rows), "oracle_global", "itermask2")
     assert len(tests) == 1 and tests.loc[0, "baseline"] == "AE" and tests.loc[0, "n_subjects"] == 6
     a = np.array([0.8, 0.6, 0.8, 0.9, 0.7, 0.5])  # s1 = mean of its two slices
     b = np.array([0.2, 0.5, 0.2, 0.4, 0.3, 0.6])
