@@ -23,7 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
 from benchmark.config import MethodSpec, dataset_config, method_specs
-from benchmark.evaluate import ProtocolResult, evaluate, evaluate_segmentation, needs_validation_maps
+from benchmark.evaluate import (
+    ProtocolResult, evaluate, evaluate_segmentation, needs_labelled_validation, needs_validation_maps
+)
 from benchmark.predict import Predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
 from benchmark.store import ResultsStore
@@ -179,9 +181,17 @@ def run_cell(
     val_pred = None
     if needs_validation_maps(cfg.experiment.protocols):
         val_pred = predict_split(method, splits.val, batch, cfg.progress, f"{method.display_name} {cell.modality} val")
+    labelled_val_pred = None  # None without a val_labelled set: evaluate() then says why val_labelled cannot run
+    if needs_labelled_validation(cfg.experiment.protocols) and splits.val_labelled is not None:
+        labelled_val_pred = predict_split(
+            method, splits.val_labelled, batch, cfg.progress, f"{method.display_name} {cell.modality} val_labelled"
+        )
     n_boot = int(cfg.bootstrap_samples)
     protocols = list(cfg.experiment.protocols)
-    results = evaluate(test_pred, splits.test, cell.modality, protocols, val_pred, splits.val, seed=cell.seed, n_boot=n_boot)
+    results = evaluate(
+        test_pred, splits.test, cell.modality, protocols, val_pred, splits.val, seed=cell.seed, n_boot=n_boot,
+        labelled_val_pred=labelled_val_pred, labelled_val=splits.val_labelled,
+    )
     human_ai = _human_ai_result(method, splits.test, test_pred, cell, n_boot)
     if human_ai is not None:
         results.append(human_ai)
