@@ -14,7 +14,7 @@ import torch
 
 from benchmark.metrics import compute_metrics
 from benchmark.predict import Predictions
-from benchmark.thresholds import ORACLE_PROTOCOLS, ThresholdResult, binarise, choose_threshold
+from benchmark.thresholds import ThresholdResult, binarise, choose_threshold
 from datasets.slices import SliceSet
 
 
@@ -28,9 +28,22 @@ class ProtocolResult:
     per_image: dict[str, np.ndarray]  # per-image scores (for CIs, paired tests, size plots)
 
 
+HEALTHY_VAL_PROTOCOLS = frozenset({"val_fpr"})  # read the maps of the healthy validation split
+LABELLED_VAL_PROTOCOLS = frozenset({"val_labelled"})  # read the maps and labels of the validation lesion slices
+NO_LABELLED_VAL = (
+    "dataset has no lesion slice among its validation subjects; use protocols without val_labelled or give a "
+    "split with lesion-bearing validation subjects"
+)
+
+
 def needs_validation_maps(protocols: Sequence[str]) -> bool:
-    """Whether any protocol needs the method's maps on the validation split."""
-    return any(p not in ORACLE_PROTOCOLS for p in protocols)
+    """Whether any protocol needs the method's maps on the healthy validation split."""
+    return any(p in HEALTHY_VAL_PROTOCOLS for p in protocols)
+
+
+def needs_labelled_validation(protocols: Sequence[str]) -> bool:
+    """Whether any protocol needs the method's maps on the labelled validation set (``Splits.val_labelled``)."""
+    return any(p in LABELLED_VAL_PROTOCOLS for p in protocols)
 
 
 def evaluate(
@@ -42,25 +55,57 @@ def evaluate(
     val: SliceSet | None = None,
     seed: int = 0,
     n_boot: int = 1000,
+    *,
+    labelled_val_pred: Predictions | None = None,
+    labelled_val: SliceSet | None = None,
 ) -> list[ProtocolResult]:
     """Evaluate ``test_pred`` on ``test`` under every protocol in ``protocols`` (in that order).
 
     ``modality`` is the input channel the method saw; SSIM compares it with the reconstruction.
+    ``val_pred``/``val`` (healthy validation slices) serve ``val_fpr``; ``labelled_val_pred``/``labelled_val``
+    (the validation subjects' lesion slices) serve ``val_labelled``. Both choose a threshold without reading
+    a test label, which is then applied to the test maps.
+
+    Raises:
+        ValueError: ``val_labelled`` requested without a labelled validation set (:data:`NO_LABELLED_VAL`).
     """
+    _check_labelled_validation(protocols, labelled_val_pred, labelled_val)
     results = []
     for protocol in protocols:
-        threshold = choose_threshold(
-            protocol,
-            test_maps=test_pred.anomaly_maps,
-            test_labels=test.labels,
-            brain=test.brain,
-            val_maps=None if val_pred is None else val_pred.anomaly_maps,
-            val_brain=None if val is None else val.brain,
-            val_labels=None if val is None else val.labels,
-        )
+        if protocol in LABELLED_VAL_PROTOCOLS:
+            threshold = _labelled_val_threshold(protocol, labelled_val_pred, labelled_val)  # type: ignore[arg-type]
+        else:
+            threshold = choose_threshold(
+                protocol,
+                test_maps=test_pred.anomaly_maps,
+                test_labels=test.labels,
+                brain=test.brain,
+                val_maps=None if val_pred is None else val_pred.anomaly_maps,
+                val_brain=None if val is None else val.brain,
+                val_labels=None if val is None else val.labels,
+            )
         segmentation = binarise(test_pred.anomaly_maps, test.brain, threshold)
         results.append(_result(threshold, segmentation, test_pred, test, modality, seed, n_boot))
     return results
+
+
+def _check_labelled_validation(
+    protocols: Sequence[str], labelled_val_pred: Predictions | None, labelled_val: SliceSet | None
+) -> None:
+    """Fail before any work when ``val_labelled`` is requested without its set or the method's maps on it."""
+    if not needs_labelled_validation(protocols):
+        return
+    if labelled_val is None:
+        raise ValueError(f"threshold protocol 'val_labelled' has no labelled validation set: {NO_LABELLED_VAL}")
+    if labelled_val_pred is None:
+        raise ValueError("threshold protocol 'val_labelled' needs labelled_val_pred (the method's maps on labelled_val); got None")
+
+
+def _labelled_val_threshold(protocol: str, pred: Predictions, labelled: SliceSet) -> ThresholdResult:
+    """The threshold chosen on the labelled validation set only: no test map or label is passed."""
+    return choose_threshold(
+        protocol, val_maps=pred.anomaly_maps, val_brain=labelled.brain, val_labels=labelled.labels
+    )
 
 
 def evaluate_segmentation(

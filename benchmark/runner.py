@@ -25,7 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
 from benchmark.config import MethodSpec, dataset_config, validate_config
-from benchmark.evaluate import ProtocolResult, evaluate, evaluate_segmentation, needs_validation_maps
+from benchmark.evaluate import (
+    ProtocolResult,
+    evaluate,
+    evaluate_segmentation,
+    needs_labelled_validation,
+    needs_validation_maps,
+)
 from benchmark.predict import Predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
 from benchmark.schema import cell_key, flatten_config, per_image_records, segmentation_array, testset_name
@@ -259,23 +265,27 @@ def _context(cell: Cell, setup: RunSetup, options: CellOptions) -> MethodContext
 
 @dataclass(frozen=True)
 class CellPredictions:
-    """A trained method's outputs on the splits a cell evaluates with (None where no protocol needs them)."""
+    """A trained method's outputs on the sets a cell evaluates with (None where no protocol needs them)."""
 
     test: Predictions
     inference_stats: dict[str, float]  # the method's own counters, over the test split only
-    val: Predictions | None
+    val: Predictions | None  # healthy validation slices (val_fpr)
+    labelled_val: Predictions | None  # the validation subjects' lesion slices (val_labelled)
 
 
 def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: CellOptions) -> CellPredictions:
-    """Predict the test split (and the healthy validation split when a protocol needs it)."""
+    """Predict the test split, and the validation sets that the cell's protocols need."""
     batch, label = options.eval_batch_size, f"{method.display_name} {cell.modality}"
     method.reset_inference_stats()
     test = predict_split(method, splits.test, batch, options.progress, f"{label} test")
     stats = method.inference_stats()
-    val = None
+    val = labelled = None
     if needs_validation_maps(options.protocols):
         val = predict_split(method, splits.val, batch, options.progress, f"{label} val")
-    return CellPredictions(test, stats, val)
+    if needs_labelled_validation(options.protocols) and splits.val_labelled is not None:
+        # without a labelled set, evaluate() says why val_labelled cannot run
+        labelled = predict_split(method, splits.val_labelled, batch, options.progress, f"{label} val_labelled")
+    return CellPredictions(test, stats, val, labelled)
 
 
 def evaluate_cell(
@@ -285,6 +295,7 @@ def evaluate_cell(
     results = evaluate(
         predictions.test, splits.test, cell.modality, options.protocols, predictions.val, splits.val,
         seed=cell.seed, n_boot=options.bootstrap_samples,
+        labelled_val_pred=predictions.labelled_val, labelled_val=splits.val_labelled,
     )  # fmt: skip
     human_ai = _human_ai_result(method, splits.test, predictions.test, cell, options.bootstrap_samples)
     return results + ([human_ai] if human_ai is not None else [])

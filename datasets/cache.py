@@ -1,10 +1,12 @@
-"""On-disk cache of pre-processed slices: one file per split, named by the pre-processing config hash.
+"""On-disk cache of pre-processed slices: one file per slice set, named by the pre-processing config hash.
 
-A cache file holds a split's :class:`~datasets.slices.SliceSet` and a *source fingerprint*: the
-subjects of every split plus the relative path, size and modification time of every NIfTI file read,
-and :data:`CACHE_FORMAT`. A file whose fingerprint differs (data replaced or regenerated in place,
-split changed, pre-processing code changed) is not used and gets rebuilt. Files are written to a
-temporary name and moved into place with ``os.replace``, so a crash never leaves a half-written cache.
+A cache file holds one slice set's :class:`~datasets.slices.SliceSet` (or an explicit "empty" marker for
+an optional set that has no slice), the :func:`content_hash` of all the dataset's slice sets, and a
+*source fingerprint*: the subjects of every split plus the relative path, size and modification time of
+every NIfTI file read, and :data:`CACHE_FORMAT`. A file whose fingerprint differs (data replaced or
+regenerated in place, split changed, pre-processing code changed) is not used and gets rebuilt. Files
+are written to a temporary name and moved into place with ``os.replace``, so a crash never leaves a
+half-written cache.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable
+from typing import BinaryIO, Callable, Iterable, Mapping, NamedTuple
 
 import torch
 
@@ -25,8 +27,11 @@ from datasets.slices import SliceSet
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Bump when the pre-processing code changes what a cache file holds; old files are then rebuilt."""
+CACHE_FORMAT = 2
+"""Bump when the pre-processing code changes what a cache file holds; old files are then rebuilt.
+2: a fourth slice set (``val_labelled``, possibly empty) and the data hash in every file."""
+
+DATA_HASH_LENGTH = 12
 
 DEFAULT_CACHE_DIR = ".slice_cache"
 """Used under the current working directory when ``config.cache_dir`` is None: never inside the
@@ -53,11 +58,49 @@ def source_fingerprint(root: Path, paths: Iterable[Path], splits: dict[str, list
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def save_slices(path: Path, slices: SliceSet, fingerprint: str) -> None:
-    """Write one split's cache file atomically (:func:`atomic_write`)."""
+class CachedSet(NamedTuple):
+    """One slice set read from the cache (None: the set has no slice) and the dataset's data hash."""
+
+    slices: SliceSet | None
+    data_hash: str
+
+
+def content_hash(sets: Mapping[str, SliceSet | None]) -> str:
+    """Short SHA-256 (:data:`DATA_HASH_LENGTH` hex digits) of the content of every slice set: images,
+    brain and label bytes (with dtype and shape), modalities, subjects and slice indices, sets in name order.
+
+    Why: result identity. The pre-processing hash names the config, not the files; this names the data a
+    result was computed on (result cells, checkpoints and stored test sets are keyed on it by the runner),
+    so a volume edited in place changes it and regenerating identical files does not. Computed once when
+    the cache is built (it reads every byte) and stored in every cache file; a cache hit only reads it.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(sets):
+        slices = sets[name]
+        digest.update(f"\0{name}\0".encode())
+        if slices is None:
+            digest.update(b"none")
+            continue
+        for tensor in (slices.images, slices.brain, slices.labels):
+            array = tensor.detach().cpu().contiguous().numpy()
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(memoryview(array).cast("B"))
+        digest.update(json.dumps([slices.modalities, slices.subjects, slices.slice_index]).encode())
+    return digest.hexdigest()[:DATA_HASH_LENGTH]
+
+
+def save_slices(path: Path, slices: SliceSet | None, fingerprint: str, data_hash: str) -> None:
+    """Write one slice set's cache file atomically (:func:`atomic_write`); ``None`` is stored as an
+    explicit empty set (a :class:`SliceSet` cannot be empty)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "fingerprint": fingerprint,
+    payload: dict[str, object] = {"fingerprint": fingerprint, "data_hash": data_hash, "empty": slices is None}
+    if slices is not None:
+        payload |= _tensors(slices)
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def _tensors(slices: SliceSet) -> dict[str, object]:
+    return {
         "images": slices.images,
         "brain": slices.brain,
         "labels": slices.labels,
@@ -65,7 +108,6 @@ def save_slices(path: Path, slices: SliceSet, fingerprint: str) -> None:
         "subjects": slices.subjects,
         "slice_index": slices.slice_index,
     }
-    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -83,8 +125,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def load_slices(path: Path, fingerprint: str) -> SliceSet | None:
-    """The cached split, or None when the file is missing, unreadable or from other source data."""
+def load_slices(path: Path, fingerprint: str) -> CachedSet | None:
+    """The cached slice set and data hash, or None when the file is missing, unreadable or from other
+    source data (or an older :data:`CACHE_FORMAT`)."""
     if not path.is_file():
         return None
     try:
@@ -92,7 +135,9 @@ def load_slices(path: Path, fingerprint: str) -> SliceSet | None:
         if payload["fingerprint"] != fingerprint:
             log.info("slice cache %s was built from other data or code; rebuilding", path)
             return None
-        return SliceSet(
+        if payload["empty"]:
+            return CachedSet(None, payload["data_hash"])
+        slices = SliceSet(
             images=payload["images"],
             brain=payload["brain"],
             labels=payload["labels"],
@@ -100,6 +145,7 @@ def load_slices(path: Path, fingerprint: str) -> SliceSet | None:
             subjects=tuple(payload["subjects"]),
             slice_index=tuple(payload["slice_index"]),
         )
+        return CachedSet(slices, payload["data_hash"])
     except Exception as error:  # corrupt or foreign file: rebuild rather than fail
         log.warning("slice cache %s unreadable (%s); rebuilding", path, error)
         return None

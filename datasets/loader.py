@@ -4,8 +4,9 @@ from a user's folder and returns pre-processed, cached :class:`~datasets.slices.
 Per subject: find its files (:mod:`datasets.layouts`), read and check every volume (:func:`read_volume`,
 :func:`read_subject`), brain mask and normalisation at raw resolution, pick the split's slices in
 ``slice_range``, resize with area averaging (:mod:`datasets.preprocess`). Train and val keep healthy
-slices only, test keeps lesion slices. The result is cached per split (:mod:`datasets.cache`); a
-second call with the same config and unchanged files reads no NIfTI volume.
+slices only, test keeps lesion slices, and the validation subjects' lesion slices form a fourth set,
+``val_labelled`` (protocol.md §7), selected like the test split's. The result is cached per slice set
+(:mod:`datasets.cache`); a second call with the same config and unchanged files reads no NIfTI volume.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple, Sequence
 
 import nibabel as nib
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from datasets.cache import cache_path, load_slices, save_slices, source_fingerprint
+from datasets.cache import cache_path, content_hash, load_slices, save_slices, source_fingerprint
 from datasets.config import DatasetConfig
 from datasets.errors import DatasetError
 from datasets.layouts import Layout, SubjectFiles, get_layout
@@ -32,7 +33,18 @@ from datasets.splits import SPLIT_NAMES, assign_subjects
 
 log = logging.getLogger(__name__)
 
-ROLES = {"train": "healthy", "val": "healthy", "test": "lesion"}
+Role = Literal["healthy", "lesion"]
+
+SLICE_SETS: dict[str, tuple[str, Role]] = {
+    "train": ("train", "healthy"),
+    "val": ("val", "healthy"),
+    "val_labelled": ("val", "lesion"),
+    "test": ("test", "lesion"),
+}
+"""Slice set (a :class:`Splits` field) -> (subject split it comes from, which slices it keeps)."""
+
+OPTIONAL_SETS = frozenset({"val_labelled"})
+"""Slice sets that may have no slice (then None in :class:`Splits`); the others must have one."""
 
 MAX_WORKERS = 8
 """Subjects pre-processed concurrently, in threads: most of the time goes to zlib inflation and numpy,
@@ -40,7 +52,8 @@ which release the GIL."""
 
 
 def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
-    """Healthy train, healthy val and lesion test slices of one dataset, pre-processed and cached.
+    """Healthy train, healthy val, lesion test and labelled val slices of one dataset, pre-processed and
+    cached, with the data hash of their content (computed when the cache is built, read on a cache hit).
 
     Args:
         config: dataset location, layout and pre-processing (:class:`~datasets.config.DatasetConfig`).
@@ -59,25 +72,36 @@ def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
     files = {s: layout.subject_files(s, folders[s], config.modalities) for ids in splits.values() for s in ids}
     fingerprint = source_fingerprint(root, (p for f in files.values() for p in f.paths), splits)
 
-    paths = {split: cache_path(config, split) for split in SPLIT_NAMES}
-    cached: dict[str, SliceSet] = {}
-    for split in SPLIT_NAMES:
-        slices = load_slices(paths[split], fingerprint)
-        if slices is None:
-            break
-        cached[split] = slices
-    if len(cached) == len(SPLIT_NAMES):
+    paths = {name: cache_path(config, name) for name in SLICE_SETS}
+    cached = _load_cached(paths, fingerprint)
+    if cached is not None:
         log.info("%s: slices loaded from cache %s", config.display_name, paths["train"].parent)
-        return _splits(cached, config)
+        return _splits(*cached, config)
 
     built = _build(layout, config, splits, files, progress)
-    for split in SPLIT_NAMES:
-        save_slices(paths[split], built[split], fingerprint)
-    return _splits(built, config)
+    data_hash = content_hash(built)
+    for name in SLICE_SETS:
+        save_slices(paths[name], built[name], fingerprint, data_hash)
+    return _splits(built, data_hash, config)
 
 
-def _splits(slices: dict[str, SliceSet], config: DatasetConfig) -> Splits:
-    return Splits(**slices, name=config.display_name, preprocess_hash=config.preprocess_hash())
+def _load_cached(paths: dict[str, Path], fingerprint: str) -> tuple[dict[str, SliceSet | None], str] | None:
+    """Every slice set and the data hash from the cache, or None unless all files are valid and agree."""
+    sets: dict[str, SliceSet | None] = {}
+    hashes = set()
+    for name, path in paths.items():
+        entry = load_slices(path, fingerprint)
+        if entry is None:
+            return None
+        sets[name] = entry.slices
+        hashes.add(entry.data_hash)
+    return (sets, hashes.pop()) if len(hashes) == 1 else None
+
+
+def _splits(slices: dict[str, SliceSet | None], data_hash: str, config: DatasetConfig) -> Splits:
+    return Splits(
+        **slices, name=config.display_name, preprocess_hash=config.preprocess_hash(), data_hash=data_hash  # type: ignore[arg-type]
+    )
 
 
 def _check_config(config: DatasetConfig, layout: Layout) -> None:
@@ -161,16 +185,53 @@ class SubjectSlices(NamedTuple):
     slice_index: list[int]
 
 
-def preprocess_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig, split: str) -> SubjectSlices:
-    """The subject's slices for ``split`` (train / val / test), resized; val and test keep every
+def preprocess_subject(
+    layout: Layout, files: SubjectFiles, config: DatasetConfig, sets: Sequence[str]
+) -> dict[str, SubjectSlices]:
+    """The subject's slices for each slice set in ``sets`` (names of :data:`SLICE_SETS`), resized, from one
+    read of its volumes. Lesion sets follow ``test_slices``; every set but train keeps every
     ``eval_slice_step``-th selected slice."""
     volumes = read_subject(layout, files, config)
-    step = 1 if split == "train" else config.eval_slice_step
-    z = select_slices(
-        volumes.lesion, volumes.brain, config.slice_range, ROLES[split], config.test_slices, step  # type: ignore[arg-type]
-    )
-    tensors = slices_to_tensors(volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain)
-    return SubjectSlices(*tensors, z)
+    out = {}
+    for name in sets:
+        step = 1 if name == "train" else config.eval_slice_step
+        role = SLICE_SETS[name][1]
+        z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices, step)  # type: ignore[arg-type]
+        tensors = slices_to_tensors(
+            volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain
+        )
+        out[name] = SubjectSlices(*tensors, z)
+    return out
+
+
+def _preprocess_all(
+    layout: Layout,
+    config: DatasetConfig,
+    splits: dict[str, list[str]],
+    files: dict[str, SubjectFiles],
+    progress: bool,
+) -> dict[str, list[tuple[str, SubjectSlices]]]:
+    """Per slice set, (subject, slices) of every subject of its split in split order; each subject read once."""
+    jobs = [(split, subject) for split in SPLIT_NAMES for subject in splits[split]]
+    sets_of = {split: [name for name, (source, _) in SLICE_SETS.items() if source == split] for split in SPLIT_NAMES}
+
+    def run(job: tuple[str, str]) -> dict[str, SubjectSlices]:
+        split, subject = job
+        return preprocess_subject(layout, files[subject], config, sets_of[split])
+
+    parts: dict[str, list[tuple[str, SubjectSlices]]] = {name: [] for name in SLICE_SETS}
+    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs))
+    bar = tqdm(total=len(jobs), desc=f"{config.display_name}: pre-processing", unit="subject", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        with bar:
+            for (_, subject), result in zip(jobs, pool.map(run, jobs)):
+                for name, slices in result.items():
+                    parts[name].append((subject, slices))
+                bar.update()
+    finally:  # on an error, do not wait for the remaining subjects
+        pool.shutdown(wait=True, cancel_futures=True)
+    return parts
 
 
 def _build(
@@ -179,50 +240,43 @@ def _build(
     splits: dict[str, list[str]],
     files: dict[str, SubjectFiles],
     progress: bool,
-) -> dict[str, SliceSet]:
-    jobs = [(split, subject) for split in SPLIT_NAMES for subject in splits[split]]
-
-    def run(job: tuple[str, str]) -> SubjectSlices:
-        split, subject = job
-        return preprocess_subject(layout, files[subject], config, split)
-
-    parts: dict[str, list[tuple[str, SubjectSlices]]] = {split: [] for split in SPLIT_NAMES}
-    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs))
-    bar = tqdm(total=len(jobs), desc=f"{config.display_name}: pre-processing", unit="subject", disable=not progress)
-    pool = ThreadPoolExecutor(max_workers=workers)
-    try:
-        with bar:
-            for (split, subject), result in zip(jobs, pool.map(run, jobs)):
-                parts[split].append((subject, result))
-                bar.update()
-    finally:  # on an error, do not wait for the remaining subjects
-        pool.shutdown(wait=True, cancel_futures=True)
-
-    no_lesion = [subject for subject, result in parts["test"] if not result.slice_index]
-    if no_lesion:
-        log.info(
-            "%s: %d of %d test subjects have no lesion voxel in slice_range %s and are skipped: %s",
-            config.display_name, len(no_lesion), len(parts["test"]), tuple(config.slice_range), no_lesion[:10],
-        )
-    slice_sets = {}
-    for split in SPLIT_NAMES:
-        kept = [(subject, result) for subject, result in parts[split] if result.slice_index]
-        if not kept:
-            kind = "lesion" if ROLES[split] == "lesion" else "healthy (lesion-free, non-empty brain)"
-            raise DatasetError(
-                f"{config.root}: no {kind} slice in slice_range {tuple(config.slice_range)} among the "
-                f"{len(parts[split])} {split} subject(s); expected at least one"
+) -> dict[str, SliceSet | None]:
+    parts = _preprocess_all(layout, config, splits, files, progress)
+    for name in ("test", "val_labelled"):
+        no_lesion = [subject for subject, result in parts[name] if not result.slice_index]
+        if no_lesion:
+            log.info(
+                "%s: %d of %d %s subjects have no lesion voxel in slice_range %s and are skipped from %s: %s",
+                config.display_name, len(no_lesion), len(parts[name]), SLICE_SETS[name][0],
+                tuple(config.slice_range), name, no_lesion[:10],
             )
-        slice_sets[split] = SliceSet(
-            images=torch.cat([r.images for _, r in kept]),
-            brain=torch.cat([r.brain for _, r in kept]),
-            labels=torch.cat([r.labels for _, r in kept]),
-            modalities=tuple(config.modalities),
-            subjects=tuple(subject for subject, r in kept for _ in r.slice_index),
-            slice_index=tuple(z for _, r in kept for z in r.slice_index),
-        )
+    slice_sets = {name: _slice_set(name, kept, config) for name, kept in parts.items()}
+    n_labelled = 0 if slice_sets["val_labelled"] is None else len(slice_sets["val_labelled"])
     log.info(
-        "%s: %d train / %d val healthy slices, %d test lesion slices",
-        config.display_name, len(slice_sets["train"]), len(slice_sets["val"]), len(slice_sets["test"]),
+        "%s: %d train / %d val healthy slices, %d val lesion slices (val_labelled), %d test lesion slices",
+        config.display_name, len(slice_sets["train"]), len(slice_sets["val"]), n_labelled, len(slice_sets["test"]),  # type: ignore[arg-type]
     )
     return slice_sets
+
+
+def _slice_set(name: str, parts: list[tuple[str, SubjectSlices]], config: DatasetConfig) -> SliceSet | None:
+    """The subjects' slices concatenated in order; None for an optional set without any slice (with an
+    info log), a :class:`DatasetError` for a required one."""
+    kept = [(subject, r) for subject, r in parts if r.slice_index]
+    split, role = SLICE_SETS[name]
+    if not kept:
+        kind = "lesion" if role == "lesion" else "healthy (lesion-free, non-empty brain)"
+        where = f"slice_range {tuple(config.slice_range)} among the {len(parts)} {split} subject(s)"
+        if name in OPTIONAL_SETS:
+            log.info("%s: no %s slice in %s: no %s set (its threshold protocol cannot run)",
+                     config.display_name, kind, where, name)  # fmt: skip
+            return None
+        raise DatasetError(f"{config.root}: no {kind} slice in {where}; expected at least one")
+    return SliceSet(
+        images=torch.cat([r.images for _, r in kept]),
+        brain=torch.cat([r.brain for _, r in kept]),
+        labels=torch.cat([r.labels for _, r in kept]),
+        modalities=tuple(config.modalities),
+        subjects=tuple(subject for subject, r in kept for _ in r.slice_index),
+        slice_index=tuple(z for _, r in kept for z in r.slice_index),
+    )

@@ -10,7 +10,7 @@ import torch
 
 @dataclass(frozen=True)
 class SliceSet:
-    """Pre-processed 2-D axial slices of one split (train / val / test) of one dataset.
+    """Pre-processed 2-D axial slices of one slice set (train / val / val_labelled / test) of one dataset.
 
     All modalities of a subject are kept (in ``modalities`` order) so that methods that need
     paired contrasts (Cyclic-UNet) see them; a method reads its input with :meth:`channel`.
@@ -19,7 +19,7 @@ class SliceSet:
         images: float32 ``[N, C, H, W]``, normalised (BraTS: background -3, brain p90 = +3).
         brain: float32 ``[N, H, W]`` brain mask in [0, 1] (soft after area resizing unless the
             pre-processing config binarises it).
-        labels: bool ``[N, H, W]`` lesion masks; all False for the healthy train/val splits.
+        labels: bool ``[N, H, W]`` lesion masks; all False for the healthy train/val sets.
         modalities: channel names, lower case (``"flair"``, ``"t1"``, ``"t1ce"``, ``"t2"``).
         subjects: subject id of every slice.
         slice_index: axial index z of every slice in the raw volume.
@@ -93,10 +93,23 @@ class SliceSet:
 
 @dataclass(frozen=True)
 class Splits:
-    """The three splits of one dataset: healthy train, healthy val, lesion test slices."""
+    """The slice sets of one dataset: healthy train, healthy val, lesion test slices, and the lesion
+    slices of the validation subjects (``val_labelled``, for the ``val_labelled`` threshold protocol).
+
+    Attributes:
+        val_labelled: the validation subjects' lesion slices, selected like the test split's (same
+            ``test_slices`` rule and ``eval_slice_step``); None when no validation subject has a lesion
+            slice in ``slice_range``. Their lesion-free slices are ``val``.
+        data_hash: short SHA-256 of the content of every pre-processed slice set
+            (:func:`datasets.cache.content_hash`): the identity of the data a result was computed on, which
+            result cells, checkpoints and stored test sets are keyed on by the runner; "" when unknown
+            (hand-made splits in tests).
+    """
 
     train: SliceSet
     val: SliceSet
     test: SliceSet
     name: str  # dataset name, e.g. "brats", "synthetic-brats"
     preprocess_hash: str  # hash of the pre-processing config; part of every result row
+    val_labelled: SliceSet | None = None
+    data_hash: str = ""

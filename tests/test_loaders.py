@@ -272,18 +272,19 @@ def test_second_load_reads_no_nifti_and_changed_files_are_reread(tmp_path, monke
     config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33))
     first = load_splits(config, progress=False)
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    assert files == sorted(f"brats__{s}__{config.preprocess_hash()}.pt" for s in ("train", "val", "test"))
+    sets = ("train", "val", "val_labelled", "test")
+    assert files == sorted(f"brats__{s}__{config.preprocess_hash()}.pt" for s in sets)
 
     reads = []
     real_read = datasets.loader.read_volume
     monkeypatch.setattr(datasets.loader, "read_volume", lambda path: reads.append(path) or real_read(path))
     second = load_splits(config, progress=False)
     assert reads == []
-    for name in ("train", "val", "test"):
+    for name in sets:
         a, b = getattr(first, name), getattr(second, name)
         assert torch.equal(a.images, b.images) and torch.equal(a.brain, b.brain) and torch.equal(a.labels, b.labels)
         assert a.subjects == b.subjects and a.slice_index == b.slice_index and a.modalities == b.modalities
-    assert (second.name, second.preprocess_hash) == (first.name, first.preprocess_hash)
+    assert (second.name, second.preprocess_hash, second.data_hash) == (first.name, first.preprocess_hash, first.data_hash)
 
     changed = brats_file(root, 0, "t2")
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
@@ -317,7 +318,7 @@ def test_default_cache_dir_is_under_cwd_not_the_dataset(tmp_path, monkeypatch) -
     monkeypatch.chdir(work)
     config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33), cache_dir=None)
     load_splits(config, progress=False)
-    assert len(list((work / ".slice_cache").glob("*.pt"))) == 3
+    assert len(list((work / ".slice_cache").glob("*.pt"))) == 4  # train, val, val_labelled, test
     assert sorted(root.rglob("*")) == before
 
 
@@ -500,4 +501,4 @@ def test_config_change_uses_a_new_cache_file(brats, tmp_path) -> None:
     load_splits(config, progress=False)
     other = dataclasses.replace(config, image_size=24)
     assert load_splits(other, progress=False).train.image_size == (24, 24)
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 6
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 8  # 4 slice sets x 2 configs

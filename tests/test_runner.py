@@ -43,7 +43,7 @@ def test_run_writes_one_row_per_cell_and_protocol(finished_run) -> None:
     _, cfg, store = finished_run
     rows = store.rows()
     assert len(store.cells()) == 2  # flair and t1, one method, one seed
-    assert set(rows["protocol"]) == {"oracle_global", "val_fpr", "oracle_per_image"}
+    assert set(rows["protocol"]) == {"oracle_global", "val_fpr", "val_labelled", "oracle_per_image"}
     assert set(rows["modality"]) == {"flair", "t1"}
     for column in ("commit", "config_hash", "preprocess_hash", "seed", "started", "finished", "config"):
         assert rows[column].notna().all(), column
@@ -58,7 +58,8 @@ def test_report_has_paper_layout_tables(finished_run) -> None:
     assert "| Method | flair DSC | flair Sens. | flair Prec. | flair SSIM | t1 DSC" in text
     assert "\n| AE | " in text
     for suffix in ("md", "tex", "csv"):
-        assert (tmp_path / "report" / f"table__synthetic-brats__oracle_global.{suffix}").exists()
+        for protocol in ("oracle_global", "val_fpr", "val_labelled"):  # one table per protocol
+            assert (tmp_path / "report" / f"table__synthetic-brats__{protocol}.{suffix}").exists()
 
 
 def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path, shared_data_dir, monkeypatch) -> None:
