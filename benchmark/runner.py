@@ -34,7 +34,7 @@ from benchmark.evaluate import (
 )
 from benchmark.predict import Predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
-from benchmark.schema import cell_key, flatten_config, per_image_records, segmentation_array, testset_name
+from benchmark.schema import cell_key, flatten_config, per_image_records, segmentation_array, stored_test_split
 from benchmark.store import ResultsStore
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
@@ -401,7 +401,7 @@ def record_run(store: ResultsStore, cfg: DictConfig) -> None:
 
 def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
     """Inputs, labels and brain masks of the test split, once per (dataset, data, modality), for figures."""
-    name = testset_name(splits.name, modality, splits.preprocess_hash, splits.data_hash)
+    name = stored_test_split(splits.name, modality, splits.preprocess_hash, splits.data_hash)
     if store.has_arrays(name):
         return
     store.write_arrays(

@@ -41,14 +41,14 @@ def cell_key(dataset: str, modality: str, method: str, variant: str, seed: int, 
     return f"{dataset}__{modality}__{method}__{safe}__s{seed}__{config_hash}"
 
 
-def testset_name(dataset: str, modality: str, preprocess_hash: str, data_hash: str) -> str:
+def stored_test_split(dataset: str, modality: str, preprocess_hash: str, data_hash: str) -> str:
     """Arrays of a test split's inputs, labels and brain masks (shared by every cell on that data)."""
     return f"testset__{dataset}__{modality}__{preprocess_hash}__{data_hash}"
 
 
-def testset_of(row: Mapping[str, Any]) -> str:
-    """:func:`testset_name` of a result row."""
-    return testset_name(row["dataset"], row["modality"], row["preprocess_hash"], row["data_hash"])
+def stored_test_split_of(row: Mapping[str, Any]) -> str:
+    """:func:`stored_test_split` of a result row."""
+    return stored_test_split(row["dataset"], row["modality"], row["preprocess_hash"], row["data_hash"])
 
 
 def segmentation_array(protocol: str) -> str:

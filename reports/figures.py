@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from benchmark.schema import segmentation_array, testset_of  # noqa: E402
+from benchmark.schema import segmentation_array, stored_test_split_of  # noqa: E402
 from benchmark.store import ResultsStore  # noqa: E402
 from reports.tables import order_methods  # noqa: E402
 
@@ -49,7 +49,7 @@ def example_indices(lesion_px: np.ndarray, n: int) -> list[int]:
 
 def stored_test_set(store: ResultsStore, row: pd.Series) -> dict[str, np.ndarray]:
     """The stored test inputs, labels, brain masks and subjects of a row's data set and modality."""
-    return store.arrays(testset_of(row))
+    return store.arrays(stored_test_split_of(row))
 
 
 def normalised_maps(maps: np.ndarray, row: pd.Series) -> np.ndarray:

@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 import reports.report as report_module
-from benchmark.schema import per_image_records, testset_name
+from benchmark.schema import per_image_records, stored_test_split
 from benchmark.store import ResultsStore
 from reports.report import write_report
 from reports.tables import Table
@@ -29,7 +29,7 @@ def _store(root: Path, timing: bool = True) -> ResultsStore:
     labels = np.zeros((N, SIZE, SIZE), dtype=bool)
     labels[:, 4:8, 4:8] = True
     subjects = np.array(["s1", "s1", "s2", "s3", "s4", "s5"])
-    store.write_arrays(testset_name("toy", "flair", "h", "d"), {
+    store.write_arrays(stored_test_split("toy", "flair", "h", "d"), {
         "images": rng.normal(size=(N, SIZE, SIZE)).astype(np.float16), "labels": labels,
         "brain": np.ones((N, SIZE, SIZE), dtype=np.float16), "subjects": subjects, "slice_index": np.arange(N),
     })  # fmt: skip

@@ -230,3 +230,13 @@ def test_multirun_over_a_method_parameter_gives_one_labelled_row_per_value(tmp_p
     for tau in (60, 90):
         assert table.loc[f"IterMask² (param.tau_percentile={tau})", "flair DSC"] == pytest.approx(by_tau.loc[tau],
                                                                                                 abs=5e-5)
+
+
+def test_multirun_job_folder_names_stay_short_unique_and_flat() -> None:
+    from benchmark.__main__ import MAX_DIRNAME, job_dirname
+
+    assert job_dirname("a=1,b=2") == "a=1,b=2"
+    assert job_dirname("root=/data/x") == "root=_data_x"
+    long_a, long_b = "x=" + "1" * 300, "x=" + "1" * 299 + "2"
+    assert len(job_dirname(long_a)) == MAX_DIRNAME and job_dirname(long_a) != job_dirname(long_b)
+    assert job_dirname(long_a).startswith("x=111")
