@@ -1,6 +1,12 @@
 """The one evaluation path: threshold protocol → binary segmentation → metrics → result row.
 
 It never looks at which method produced the maps: it reads only :class:`Predictions` and the split.
+
+Every row also says whether its segmentation is *degenerate* — not a lesion segmentation one should rank
+(:func:`degeneracy`): its global threshold sits on the edge of the search grid, or it marks more than
+``max_brain_share`` of the test brain (e.g. a threshold so low that nearly the whole brain is "lesion",
+which buys a sensitivity near 1 at a precision near the lesion share). The tables mark such rows and never
+bold them; :func:`degenerate_warnings` gives the runner one log message per degenerate result.
 """
 
 from __future__ import annotations
@@ -12,10 +18,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from benchmark.metrics import compute_metrics
+from benchmark.metrics import as_nhw, brain_region, compute_metrics
 from benchmark.predict import Predictions
 from benchmark.thresholds import ThresholdResult, binarise, choose_threshold
 from datasets.slices import SliceSet
+
+
+#: Default largest share of the test brain a segmentation may mark before its row is degenerate.
+DEFAULT_MAX_BRAIN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -23,7 +33,7 @@ class ProtocolResult:
     """Metrics of one method on one test set under one threshold protocol."""
 
     protocol: str
-    row: dict[str, float | str | bool]  # flat metrics + threshold fields (merged into the result row)
+    row: dict[str, float | str | bool]  # flat metrics + threshold + degeneracy fields (merged into the result row)
     segmentation: torch.Tensor  # bool [N, H, W]
     per_image: dict[str, np.ndarray]  # per-image scores (for CIs, paired tests, size plots)
 
@@ -58,13 +68,15 @@ def evaluate(
     *,
     labelled_val_pred: Predictions | None = None,
     labelled_val: SliceSet | None = None,
+    max_brain_share: float = DEFAULT_MAX_BRAIN_SHARE,
 ) -> list[ProtocolResult]:
     """Evaluate ``test_pred`` on ``test`` under every protocol in ``protocols`` (in that order).
 
     ``modality`` is the input channel the method saw; SSIM compares it with the reconstruction.
     ``val_pred``/``val`` (healthy validation slices) serve ``val_fpr``; ``labelled_val_pred``/``labelled_val``
     (the validation subjects' lesion slices) serve ``val_labelled``. Both choose a threshold without reading
-    a test label, which is then applied to the test maps.
+    a test label, which is then applied to the test maps. A result whose segmentation marks more than
+    ``max_brain_share`` of the test brain is flagged degenerate.
 
     Raises:
         ValueError: ``val_labelled`` requested without a labelled validation set (:data:`NO_LABELLED_VAL`).
@@ -85,7 +97,7 @@ def evaluate(
                 val_labels=None if val is None else val.labels,
             )
         segmentation = binarise(test_pred.anomaly_maps, test.brain, threshold)
-        results.append(_result(threshold, segmentation, test_pred, test, modality, seed, n_boot))
+        results.append(_result(threshold, segmentation, test_pred, test, modality, seed, n_boot, max_brain_share))
     return results
 
 
@@ -117,16 +129,17 @@ def evaluate_segmentation(
     is_oracle: bool,
     seed: int = 0,
     n_boot: int = 1000,
+    max_brain_share: float = DEFAULT_MAX_BRAIN_SHARE,
 ) -> ProtocolResult:
     """Metrics of a binary ``segmentation`` ``[N, H, W]`` that a method chose itself (e.g. IterMask²'s
     human–AI oracle, ``protocol="human_ai"``), with the same fields as :func:`evaluate`'s rows. AUROC/AUPRC
     and SSIM come from ``test_pred`` (threshold-free); the threshold fields are NaN and ``threshold_objective``
-    is the mean per-image Dice."""
+    is the mean per-image Dice. Degenerate only through ``max_brain_share`` (there is no grid)."""
     if segmentation.shape != test.labels.shape:
         raise ValueError(f"evaluate_segmentation({protocol}): segmentation {tuple(segmentation.shape)} "
                          f"does not match the test labels {tuple(test.labels.shape)}")
     chosen = ThresholdResult(protocol, math.nan, math.nan, math.nan, math.nan, is_oracle=is_oracle)
-    result = _result(chosen, segmentation.bool().cpu(), test_pred, test, modality, seed, n_boot)
+    result = _result(chosen, segmentation.bool().cpu(), test_pred, test, modality, seed, n_boot, max_brain_share)
     result.row["threshold_objective"] = result.row["dice"]
     return result
 
@@ -139,8 +152,11 @@ def _result(
     modality: str,
     seed: int,
     n_boot: int,
+    max_brain_share: float,
 ) -> ProtocolResult:
-    """The one metric computation behind every row."""
+    """The one metric computation behind every row (metrics, threshold fields, degeneracy fields)."""
+    share = segmented_brain_share(segmentation, test.brain)
+    reason = degeneracy(threshold, share, max_brain_share)  # checks max_brain_share before the slow part
     has_reconstruction = test_pred.reconstructions is not None
     metrics = compute_metrics(
         segmentation,
@@ -153,7 +169,12 @@ def _result(
         n_boot=n_boot,
         seed=seed,
     )
-    row = threshold.record() | metrics.flat()
+    row = threshold.record() | metrics.flat() | {
+        "segmented_brain_share": share,
+        "max_brain_share": max_brain_share,
+        "degenerate": bool(reason),
+        "degenerate_reason": reason,
+    }
     per_image = metrics.per_image | {"threshold": _per_image_thresholds(threshold, len(test))}
     return ProtocolResult(threshold.protocol, row, segmentation, per_image)
 
@@ -163,4 +184,44 @@ def _per_image_thresholds(threshold: ThresholdResult, n: int) -> np.ndarray:
     if threshold.per_image is not None:
         return threshold.per_image.double().numpy()
     return np.full(n, threshold.threshold, dtype=np.float64)
+
+
+def segmented_brain_share(segmentation: torch.Tensor, brain: torch.Tensor) -> float:
+    """Share of the set's brain pixels (``brain > 0``, pooled over all images) that ``segmentation`` marks.
+
+    Marks outside the brain are not counted (predictions are restricted to the brain everywhere). NaN when
+    there is no brain pixel.
+    """
+    region = brain_region(brain)
+    marked = as_nhw(segmentation, "segmentation").bool().to(region.device) & region
+    n_brain = int(region.sum())
+    return int(marked.sum()) / n_brain if n_brain else math.nan
+
+
+def degeneracy(threshold: ThresholdResult, brain_share: float, max_brain_share: float) -> str:
+    """Why a result is degenerate ("" when it is not): its global threshold is on the edge of the search grid
+    and/or its segmentation marks more than ``max_brain_share`` of the brain.
+
+    Only a *global* threshold's edge flag counts: ``oracle_per_image`` sets ``at_grid_edge`` when at least one
+    image's best lies on an edge, which says nothing about the row as a whole (its brain share still does).
+    """
+    if not 0.0 < max_brain_share <= 1.0:
+        raise ValueError(f"max_brain_share must be in (0, 1], got {max_brain_share}")
+    reasons = []
+    if threshold.at_grid_edge and threshold.per_image is None:
+        reasons.append(f"threshold at grid edge (normalised {threshold.threshold_norm:g})")
+    if brain_share > max_brain_share:
+        reasons.append(f"segments {100 * brain_share:.0f} % of the brain (max {100 * max_brain_share:.0f} %)")
+    return "; ".join(reasons)
+
+
+def degenerate_warnings(results: Sequence[ProtocolResult]) -> list[str]:
+    """One message per degenerate result (protocol and reason), for the runner to log with the cell key."""
+    return [
+        f"{r.protocol}: degenerate segmentation ({r.row['degenerate_reason']}); "
+        f"DSC {float(r.row['dice']):.3f}, Sens. {float(r.row['sens']):.3f}, Prec. {float(r.row['prec']):.3f} "
+        "are not comparable (marked in the tables, never bold)"
+        for r in results
+        if r.row.get("degenerate")
+    ]
 

@@ -27,6 +27,7 @@ from benchmark.checkpoints import CheckpointStore
 from benchmark.config import MethodSpec, dataset_config, validate_config
 from benchmark.evaluate import (
     ProtocolResult,
+    degenerate_warnings,
     evaluate,
     evaluate_segmentation,
     needs_labelled_validation,
@@ -296,9 +297,13 @@ def evaluate_cell(
         predictions.test, splits.test, cell.modality, options.protocols, predictions.val, splits.val,
         seed=cell.seed, n_boot=options.bootstrap_samples,
         labelled_val_pred=predictions.labelled_val, labelled_val=splits.val_labelled,
+        max_brain_share=options.degenerate_brain_share,
     )  # fmt: skip
-    human_ai = _human_ai_result(method, splits.test, predictions.test, cell, options.bootstrap_samples)
-    return results + ([human_ai] if human_ai is not None else [])
+    human_ai = _human_ai_result(method, splits.test, predictions.test, cell, options)
+    results += [human_ai] if human_ai is not None else []
+    for message in degenerate_warnings(results):
+        log.warning("%s: %s", cell.key, message)
+    return results
 
 
 def write_cell(
@@ -329,7 +334,7 @@ def write_cell(
 
 
 def _human_ai_result(
-    method: AnomalyMethod, test: SliceSet, test_pred: Predictions, cell: Cell, n_boot: int
+    method: AnomalyMethod, test: SliceSet, test_pred: Predictions, cell: Cell, options: CellOptions
 ) -> ProtocolResult | None:
     """The method's own label-chosen (ORACLE) segmentation, evaluated like every protocol, or None."""
     start = time.perf_counter()
@@ -338,7 +343,8 @@ def _human_ai_result(
         return None
     seconds = time.perf_counter() - start
     result = evaluate_segmentation(
-        HUMAN_AI_PROTOCOL, segmentation, test_pred, test, cell.modality, is_oracle=True, seed=cell.seed, n_boot=n_boot
+        HUMAN_AI_PROTOCOL, segmentation, test_pred, test, cell.modality, is_oracle=True, seed=cell.seed,
+        n_boot=options.bootstrap_samples, max_brain_share=options.degenerate_brain_share,
     )
     result.row["search_seconds"] = seconds
     return result

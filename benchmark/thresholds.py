@@ -11,7 +11,8 @@ Protocols:
   pixels of the whole test set; one threshold on a grid of normalised values (default 0.00, 0.01, …,
   1.00) maximises the mean per-image Dice on the test set. The first (lowest) best grid value wins ties.
   A best value on the first or last grid point raises :class:`GridEdgeWarning` and sets
-  ``at_grid_edge``.
+  ``at_grid_edge``; :mod:`benchmark.evaluate` then flags the result row ``degenerate`` (the tables mark it,
+  ``degenerate_warnings`` words the runner's log message), so the warning is not the only signal.
 * ``val_fpr`` (honest, no labels): the ``q``-th percentile (default 99, numpy's linear interpolation) of
   the raw scores on healthy validation brain pixels (val pixels labelled as lesion, if labels are
   given, are left out). The test maps and labels are never read.

@@ -189,7 +189,8 @@ def _paired_tests(
         f"#### Paired Wilcoxon signed-rank tests ({protocol}): {tests['reference'].iloc[0]} vs each baseline",
         "",
         "Per-subject mean Dice (test slices averaged per subject, then over seeds); two-sided; differences "
-        "are reference − baseline; p-values not corrected for multiple comparisons.",
+        "are reference − baseline; p-values raw and Holm-adjusted (over the baselines) within each data set and "
+        "modality.",
         "",
         wilcoxon_markdown(tests),
         _links(stem, ("csv",)),

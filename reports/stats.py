@@ -3,8 +3,9 @@
 Per-image scores come from the tidy per-image table (``ResultsStore.per_image``, one record per cell,
 protocol and test slice, with its subject); images are averaged per subject
 (slices of one subject are not independent), then seeds are averaged per subject, and the two methods'
-per-subject means are compared with scipy's two-sided Wilcoxon signed-rank test. p-values are not
-corrected for multiple comparisons (the report says so).
+per-subject means are compared with scipy's two-sided Wilcoxon signed-rank test. Each line has the raw p and
+the Holm–Bonferroni adjusted ``p_holm``; the family is every baseline tested against the reference within one
+(data set, modality, metric, protocol).
 """
 
 from __future__ import annotations
@@ -49,6 +50,26 @@ def paired_wilcoxon(a: pd.Series, b: pd.Series) -> PairedTest:
     )
 
 
+def holm_adjust(p_values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni step-down adjusted p-values, in the input order (controls the family-wise error rate).
+
+    With the m non-NaN p-values sorted, p_(1) <= ... <= p_(m), the adjusted p_(i) is
+    min(1, max_{j <= i} (m - j + 1) p_(j)): monotone in the raw order. NaN stays NaN and is not counted in m.
+    """
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    known = ~np.isnan(p)
+    if ((p[known] < 0) | (p[known] > 1)).any():
+        raise ValueError(f"holm_adjust: p-values must lie in [0, 1], got {p[known].tolist()}")
+    m = int(known.sum())
+    order = np.argsort(p[known], kind="stable")
+    stepped = np.minimum(np.maximum.accumulate(p[known][order] * (m - np.arange(m))), 1.0)
+    adjusted = np.empty(m)
+    adjusted[order] = stepped
+    out = np.full(p.shape, np.nan)
+    out[known] = adjusted
+    return out
+
+
 def subject_scores(per_image: pd.DataFrame, cells: Sequence[str], protocol: str, metric: str = "dice") -> pd.Series:
     """Per-subject score of ``cells`` (all of one configuration: its seeds) under ``protocol``: each cell's
     images averaged per subject, then the cells averaged per subject. Reads the tidy per-image table."""
@@ -63,9 +84,10 @@ def wilcoxon_vs_reference(
     per_image: pd.DataFrame, rows: pd.DataFrame, protocol: str, reference: str, metric: str = "dice"
 ) -> pd.DataFrame:
     """One line per (data set, modality, baseline): the reference method (a ``method_key``) against every
-    other configuration (``method_label``) under ``protocol``; empty when the reference has no rows. A
-    reference key that holds several configurations there is ambiguous: that data set and modality get no
-    tests (and a log warning)."""
+    other configuration (``method_label``) under ``protocol``; empty when the reference has no rows. ``p_holm``
+    is Holm-adjusted over the baselines of one (data set, modality, metric, protocol). A reference key that
+    holds several configurations there is ambiguous: that data set and modality get no tests (and a log
+    warning)."""
     ok = rows[(rows["protocol"] == protocol) & (rows["status"] == "ok")]
     lines = []
     for (dataset, modality), group in ok.groupby(["dataset", "modality"], sort=False):
@@ -88,16 +110,21 @@ def wilcoxon_vs_reference(
                     "statistic": test.statistic, "p_value": test.p_value,
                 }
             )  # fmt: skip
-    return pd.DataFrame(lines)
+    tests = pd.DataFrame(lines)
+    if tests.empty:
+        return tests
+    family = ["dataset", "modality", "metric", "protocol"]
+    return tests.assign(p_holm=tests.groupby(family, sort=False)["p_value"].transform(holm_adjust))
 
 
 def wilcoxon_markdown(tests: pd.DataFrame) -> str:
-    """The tests as a Markdown table (differences = reference - baseline, per-subject mean)."""
-    header = "| Data set | Modality | Reference vs baseline | Subjects | Mean diff | Median diff | W | p |"
-    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    """The tests as a Markdown table (differences = reference - baseline, per-subject mean; raw and Holm p)."""
+    header = "| Data set | Modality | Reference vs baseline | Subjects | Mean diff | Median diff | W | p | p (Holm) |"
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
     for _, t in tests.iterrows():
         lines.append(
             f"| {t['dataset']} | {t['modality']} | {t['reference']} vs {t['baseline']} | {t['n_subjects']} | "
-            f"{t['mean_diff']:+.3f} | {t['median_diff']:+.3f} | {t['statistic']:.1f} | {t['p_value']:.3g} |"
+            f"{t['mean_diff']:+.3f} | {t['median_diff']:+.3f} | {t['statistic']:.1f} | {t['p_value']:.3g} | "
+            f"{t['p_holm']:.3g} |"
         )
     return "\n".join(lines) + "\n"

@@ -6,6 +6,9 @@ Values are means over seeds; the uncertainty is the standard deviation over seed
 several seeds, otherwise the 95 % bootstrap CI over test subjects stored in the rows (``<metric>_lo``,
 ``<metric>_hi``). A second block holds per-image oracle rows (thresholds or iterations chosen with the
 test labels), marked with † and never bolded, because they are not comparable with honest predictions.
+Values of a degenerate segmentation (row field ``degenerate``, see :mod:`benchmark.evaluate`: threshold on
+the grid edge or most of the brain segmented) are marked with ‡ and never bolded either. Cost columns (NFE,
+ms/slice) are per data set and modality, after that group's metrics: timings are measured per cell.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ METRIC_LABELS: dict[str, str] = {
 }
 #: The paper's Table 1 metrics per modality.
 PAPER_METRICS: tuple[str, ...] = ("dice", "sens", "prec", "ssim_paper")
-#: Cost fields of the rows (averaged over the table's data sets and modalities).
+#: Cost fields of the rows, shown per (data set, modality) group after its metrics (means over seeds).
 COST_COLUMNS: tuple[tuple[str, str], ...] = (("nfe_per_slice", "NFE"), ("ms_per_slice", "ms/slice"))
 MISSING = "–"
 ORACLE_MARK = "†"
+DEGENERATE_MARK = "‡"
 #: Readable names of oracle protocols in row labels.
 ORACLE_NAMES: dict[str, str] = {"oracle_per_image": "per-image oracle", "human_ai": "human–AI oracle"}
 
@@ -48,6 +52,8 @@ class Table:
     ``spread`` holds the uncertainty as numbers: ``{"std": df}`` (several seeds) or ``{"lo": df, "hi": df}``
     (bootstrap CI), each shaped like ``values`` (NaN = none). Rows named in ``oracle_rows`` form the
     second (oracle) block; ``bold_best`` names the metric labels whose best main-block value is bold.
+    ``degenerate`` (bool, shaped like ``values``; missing entries = False) marks values of a degenerate
+    segmentation: shown with ‡, never bold, and one boolean ``<group> degenerate`` column per group in CSV.
     """
 
     values: pd.DataFrame  # float, NaN = not applicable / not available
@@ -56,10 +62,17 @@ class Table:
     spread: dict[str, pd.DataFrame] = field(default_factory=dict)
     oracle_rows: tuple[str, ...] = ()
     oracle_note: str = "per-image oracle: thresholds or iterations chosen with the test labels"
+    degenerate: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def main_rows(self) -> list[str]:
         return [r for r in self.values.index if r not in self.oracle_rows]
+
+    @property
+    def flags(self) -> pd.DataFrame:
+        """``degenerate`` aligned with ``values`` (bool; False where not given)."""
+        aligned = self.degenerate.reindex(index=self.values.index, columns=self.values.columns, fill_value=False)
+        return aligned.astype(bool)
 
     def to_markdown(self) -> str:
         cells = self._formatted(bold=lambda s: f"**{s}**", plus_minus="±")
@@ -115,19 +128,27 @@ class Table:
             for kind, frame in self.spread.items():
                 if frame[column].notna().any():
                     flat[f"{name} {kind}"] = frame[column]
+        if not self.degenerate.empty:
+            by_group = self.flags.T.groupby(level=0, sort=False).any().T
+            for group in by_group.columns:
+                flat[" ".join(c for c in (group, "degenerate") if c)] = by_group[group]
         flat.insert(0, "block", ["oracle" if m in self.oracle_rows else "main" for m in flat.index])
         flat.index.name = "method"
         flat.to_csv(path, float_format="%.4f")
 
     def best_rows(self, column: tuple[str, str]) -> list[str]:
-        """Main-block rows holding the best (highest) value of ``column`` (empty if fewer than two values)."""
-        col = self.values.loc[self.main_rows, column]
+        """Main-block rows holding the best (highest) value of ``column`` among the non-degenerate ones
+        (empty if fewer than two such values)."""
+        flags = self.flags[column]
+        comparable = [r for r in self.main_rows if not flags[r]]
+        col = self.values.loc[comparable, column]
         if column[1] not in self.bold_best or col.notna().sum() < 2:
             return []
         return list(col.index[np.isclose(col.fillna(-np.inf), col.max())])
 
     def _formatted(self, bold: Callable[[str], str], plus_minus: str) -> pd.DataFrame:
         out = self.values.map(lambda v: MISSING if pd.isna(v) else _fmt(v))
+        flags = self.flags
         for row in self.values.index:
             for column in self.values.columns:
                 if pd.isna(self.values.loc[row, column]):
@@ -137,6 +158,8 @@ class Table:
                 elif "lo" in self.spread and pd.notna(self.spread["lo"].loc[row, column]):
                     lo, hi = self.spread["lo"].loc[row, column], self.spread["hi"].loc[row, column]
                     out.loc[row, column] += f" [{_fmt(lo)}, {_fmt(hi)}]"
+                if flags.loc[row, column]:
+                    out.loc[row, column] += f" {DEGENERATE_MARK}"
         for column in self.values.columns:
             for row in self.best_rows(column):
                 out.loc[row, column] = bold(out.loc[row, column])
@@ -154,7 +177,7 @@ def comparison_table(
     oracle_methods: Sequence[str] | None = None,
     method_order: Sequence[str] | None = None,
 ) -> Table:
-    """The paper's layout for one threshold protocol: methods x (data set, modality, metric) + cost.
+    """The paper's layout for one threshold protocol: methods x (data set, modality) x (metrics, then cost).
 
     Args:
         rows: result rows (``ResultsStore.rows()``).
@@ -177,35 +200,72 @@ def comparison_table(
     unavailable = rows[rows["status"] == "unavailable"]
     labels = list(dict.fromkeys([*rows[rows["protocol"].isna() | (rows["protocol"] == protocol)]["method_label"]]))
     oracle_labels = list(dict.fromkeys(oracle["_label"]))
-    metric_columns = [(_group_name(g, datasets), METRIC_LABELS[m]) for g in groups for m in metrics]
-    columns = pd.MultiIndex.from_tuples(metric_columns + [("", label) for _, label in COST_COLUMNS])
+    labels_per_group = [METRIC_LABELS[m] for m in metrics] + [label for _, label in COST_COLUMNS]
+    columns = pd.MultiIndex.from_tuples([(_group_name(g, datasets), c) for g in groups for c in labels_per_group])
     values = pd.DataFrame(np.nan, index=labels + oracle_labels, columns=columns, dtype=float)
-    std, lo, hi = values.copy(), values.copy(), values.copy()
+    frames = {"values": values, "std": values.copy(), "lo": values.copy(), "hi": values.copy(),
+              "degenerate": pd.DataFrame(False, index=values.index, columns=columns)}  # fmt: skip
     several_seeds = False
     for frame in (main, oracle):
         for (label, ds, modality), cell in frame.groupby(["_label", "dataset", "modality"], sort=False):
-            if (ds, modality) not in groups:
-                continue
-            group = _group_name((ds, modality), datasets)
-            several = cell["seed"].nunique() > 1
-            several_seeds |= several
-            for metric in metrics:
-                column = (group, METRIC_LABELS[metric])
-                values.loc[label, column] = _mean(cell, metric)
-                if several:
-                    std.loc[label, column] = cell[metric].astype(float).std(ddof=1)
-                elif f"{metric}_lo" in cell:
-                    lo.loc[label, column] = _mean(cell, f"{metric}_lo")
-                    hi.loc[label, column] = _mean(cell, f"{metric}_hi")
-        in_groups = frame.loc[[(d, m) in groups for d, m in zip(frame["dataset"], frame["modality"])]]
-        for label, cell in in_groups.groupby("_label", sort=False):
-            for field_name, column_label in COST_COLUMNS:
-                values.loc[label, ("", column_label)] = _mean(cell, field_name)
-    spread = {"std": std} if several_seeds else {"lo": lo, "hi": hi}
+            if (ds, modality) in groups:
+                several_seeds |= _fill_cell(frames, label, _group_name((ds, modality), datasets), cell, metrics)
+    spread = {"std": frames["std"]} if several_seeds else {"lo": frames["lo"], "hi": frames["hi"]}
     caption = _caption(main if len(main) else rows, protocol, datasets, unavailable, several_seeds)
     if oracle_labels:
         caption += f" {ORACLE_MARK}: oracle rows ({', '.join(oracle_protocols)}) use the test labels per image."
-    return Table(values, caption, tuple(METRIC_LABELS[m] for m in metrics), spread, tuple(oracle_labels))
+    if frames["degenerate"].to_numpy().any():
+        caption += _degenerate_note(rows)
+    return Table(
+        values, caption, tuple(METRIC_LABELS[m] for m in metrics), spread, tuple(oracle_labels),
+        degenerate=frames["degenerate"],
+    )  # fmt: skip
+
+
+def _fill_cell(
+    frames: dict[str, pd.DataFrame], label: str, group: str, cell: pd.DataFrame, metrics: Sequence[str]
+) -> bool:
+    """Write one (row label, data set, modality) cell's rows (one per seed) into ``frames``: mean metric and
+    cost values, std over seeds or the bootstrap CI, and the degenerate flag on the metric columns (set when
+    any seed is degenerate). Returns whether the cell has several seeds."""
+    several = cell["seed"].nunique() > 1
+    degenerate = _any_degenerate(cell)
+    for metric in metrics:
+        column = (group, METRIC_LABELS[metric])
+        frames["values"].loc[label, column] = _mean(cell, metric)
+        frames["degenerate"].loc[label, column] = degenerate
+        if several:
+            frames["std"].loc[label, column] = cell[metric].astype(float).std(ddof=1)
+        elif f"{metric}_lo" in cell:
+            frames["lo"].loc[label, column] = _mean(cell, f"{metric}_lo")
+            frames["hi"].loc[label, column] = _mean(cell, f"{metric}_hi")
+    for field_name, column_label in COST_COLUMNS:
+        frames["values"].loc[label, (group, column_label)] = _mean(cell, field_name)
+    return several
+
+
+def _any_degenerate(cell: pd.DataFrame) -> bool:
+    """Whether any row of ``cell`` is degenerate. Rows stored before the ``degenerate`` field existed fall back
+    to their global threshold's grid-edge flag (``oracle_per_image``'s flag only says one image hit an edge)."""
+    def degenerate(row: pd.Series) -> bool:
+        flag = row.get("degenerate")
+        if pd.notna(flag):
+            return bool(flag)
+        edge = row.get("at_grid_edge")
+        return bool(pd.notna(edge) and edge) and row.get("protocol") != "oracle_per_image"
+
+    return bool(cell.apply(degenerate, axis=1).any())
+
+
+def _degenerate_note(rows: pd.DataFrame) -> str:
+    """Caption sentence explaining ‡ with the brain-share limit(s) stored in the rows."""
+    shares = sorted(rows["max_brain_share"].dropna().unique()) if "max_brain_share" in rows else []
+    limits = " / ".join(f"{100 * s:g} %" for s in shares)
+    share = f" or more than {limits} of the test brain segmented" if shares else ""
+    return (
+        f" {DEGENERATE_MARK}: degenerate segmentation (global threshold on the edge of the search grid{share}); "
+        "not comparable, never bold."
+    )
 
 
 def order_methods(rows: pd.DataFrame, method_order: Sequence[str] | None) -> pd.DataFrame:
@@ -268,11 +328,23 @@ def _caption(rows: pd.DataFrame, protocol: str, datasets: list[str], unavailable
     size = "/".join(f"{s}x{s}" for s in sizes) or "?"
     not_applicable = ", ".join(sorted(set(unavailable["method_label"])))
     notes = f" {MISSING}: not applicable ({not_applicable})." if not_applicable else ""
+    if not seeds_std:
+        notes += _few_subjects_warning(rows)
     return (
         f"Anomaly segmentation on {', '.join(datasets)} ({n_test or 'no test set'}; {size} px), threshold "
         f"protocol '{protocol}', seed(s) {seeds}; values: {spread}.{steps} DSC/Sens./Prec. per image then "
-        f"averaged; SSIM = ssim_paper on normal tissue; NFE = network evaluations per slice; ms/slice = "
-        f"inference time.{notes}"
+        f"averaged; SSIM = ssim_paper on normal tissue. Per data set and modality the metrics are followed by "
+        f"the cost of that cell: NFE = network evaluations per slice, ms/slice = inference time.{notes}"
+    )
+
+
+def _few_subjects_warning(rows: pd.DataFrame) -> str:
+    """A warning per data set whose bootstrap CIs rest on fewer than three test subjects ("" if none)."""
+    if "n_test_subjects" not in rows:
+        return ""
+    counts = rows.groupby("dataset", sort=False)["n_test_subjects"].max().dropna()
+    return "".join(
+        f" {dataset}: CI over {int(n)} subject(s): not meaningful." for dataset, n in counts.items() if n < 3
     )
 
 
@@ -289,7 +361,8 @@ def _fmt(value: float) -> str:
 
 
 _TEX = {
-    "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "±": r"$\pm$", "²": r"$^2$", "†": r"$^\dagger$", "–": "--"
+    "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "±": r"$\pm$", "²": r"$^2$", "†": r"$^\dagger$",
+    "‡": r"$^\ddagger$", "–": "--",
 }  # fmt: skip
 
 

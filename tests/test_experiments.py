@@ -95,7 +95,7 @@ def test_table1_main_block_oracle_block_paired_tests_and_figures(tmp_path, share
     assert list(main.index) == ["AE", "DAE [0,+inf]", "IterMask²"]
     for label in main.index:  # the CSV holds the stored numbers and their bootstrap CIs
         row = row_of(rows, label, "oracle_global", "flair")
-        fields = (("flair DSC", "dice"), ("flair Sens.", "sens"), ("flair Prec.", "prec"), ("NFE", "nfe_per_slice"))
+        fields = (("flair DSC", "dice"), ("flair Sens.", "sens"), ("flair Prec.", "prec"), ("flair NFE", "nfe_per_slice"))
         for column, field in fields:
             assert csv.loc[label, column] == pytest.approx(row[field], abs=1e-4)
         assert csv.loc[label, "flair DSC lo"] == pytest.approx(row["dice_lo"], abs=1e-4)
@@ -111,7 +111,7 @@ def test_table1_main_block_oracle_block_paired_tests_and_figures(tmp_path, share
     assert dae_oracle["dice"] >= row_of(rows, "DAE [0,+inf]", "oracle_global", "flair")["dice"] - 1e-9
 
     tex = (report.parent / "table__synthetic-brats__oracle_global.tex").read_text()
-    best = main["flair DSC"].idxmax()
+    best = main.loc[~main["flair degenerate"].astype(bool), "flair DSC"].idxmax()  # degenerate rows are never bold
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\rowcolor{gray!15}" in tex
     best_line = next(line for line in tex.splitlines() if line.startswith(best.replace("²", "$^2$") + " &"))
     assert best_line.split(" & ")[1].startswith(r"\textbf{" + f"{main.loc[best, 'flair DSC']:.3f}")
@@ -156,7 +156,9 @@ def test_table2_two_datasets_in_one_store_and_dash_for_cyclic_unet(tmp_path, sha
     for dataset, modality in (("synthetic-t1only", "t1"), ("synthetic-brats", "flair")):
         expected = row_of(rows, "AE", "oracle_global", modality)["dice"]
         assert csv.loc["AE", f"{dataset} {modality} DSC"] == pytest.approx(expected, abs=1e-4)
-    assert csv.loc["Cyclic-UNet"].drop("block").isna().all()
+    cyclic_csv = csv.loc["Cyclic-UNet"].drop("block")
+    flags = cyclic_csv.index.str.endswith(" degenerate")
+    assert cyclic_csv[~flags].isna().all() and not cyclic_csv[flags].astype(bool).any()
     md = (report.parent / "table__synthetic-t1only__oracle_global.md").read_text()
     cyclic = next(line for line in md.splitlines() if line.startswith("| Cyclic-UNet |"))
     assert cyclic.count("–") == 6 and "not applicable (Cyclic-UNet)" in md  # 4 metrics + 2 cost columns
@@ -172,7 +174,7 @@ def test_table3_ablation_columns_by_lesion_size(tmp_path, shared_data_dir) -> No
     assert list(csv.index) == ["IterMask²", "IterMask² -freq", "IterMask² -spat", "DAE [0,+inf]"]
     assert [c for c in csv.columns if not c.endswith((" lo", " hi"))] == [
         "block", "flair DSC", "flair Sens.", "flair Prec.", "flair Small", "flair Medium", "flair Large",
-        "NFE", "ms/slice",
+        "flair NFE", "flair ms/slice", "flair degenerate",
     ]  # fmt: skip
     for label in csv.index:
         row = row_of(rows, label, "oracle_global", "flair")

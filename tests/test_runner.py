@@ -55,7 +55,7 @@ def test_report_has_paper_layout_tables(finished_run) -> None:
     tmp_path, cfg, store = finished_run
     report = write_report(store, tmp_path / "report", cfg)
     text = report.read_text()
-    assert "| Method | flair DSC | flair Sens. | flair Prec. | flair SSIM | t1 DSC" in text
+    assert "| Method | flair DSC | flair Sens. | flair Prec. | flair SSIM | flair NFE | flair ms/slice | t1 DSC" in text
     assert "\n| AE | " in text
     for suffix in ("md", "tex", "csv"):
         for protocol in ("oracle_global", "val_fpr", "val_labelled"):  # one table per protocol

@@ -1,4 +1,5 @@
-"""Paired Wilcoxon tests over subjects: hand-made per-image scores against scipy and hand computation."""
+"""Paired Wilcoxon tests over subjects: hand-made per-image scores against scipy and hand computation;
+Holm-adjusted p-values against hand-computed values and the plain definition."""
 
 import math
 
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import wilcoxon
 
-from reports.stats import paired_wilcoxon, subject_scores, wilcoxon_vs_reference
+from reports.stats import holm_adjust, paired_wilcoxon, subject_scores, wilcoxon_markdown, wilcoxon_vs_reference
 
 
 def _per_image(cell: str, subjects: list[str], dice: list[float], protocol: str = "oracle_global") -> pd.DataFrame:
@@ -44,18 +45,60 @@ def test_identical_methods_give_p_one() -> None:
     assert test.p_value == 1.0 and math.isnan(test.statistic) and test.mean_diff == 0.0
 
 
+def _holm_by_definition(p: list[float]) -> list[float]:
+    """Holm as written in textbooks: sort the m known p-values; p_(i) -> min(1, max_{j<=i} (m - j + 1) p_(j))."""
+    known = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(known)
+    out = [math.nan] * len(p)
+    running = 0.0
+    for rank, (value, index) in enumerate(known, start=1):
+        running = max(running, (m - rank + 1) * value)
+        out[index] = min(1.0, running)
+    return out
+
+
+def test_holm_known_values() -> None:
+    # sorted 0.01, 0.03, 0.04, 0.5 -> 4*0.01 = 0.04, 3*0.03 = 0.09, max(0.09, 2*0.04 = 0.08) = 0.09, max(0.09, 0.5)
+    assert holm_adjust([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    # NaN kept and not counted: m = 2 -> 2*0.02 = 0.04, max(0.04, 1*0.3) = 0.3
+    adjusted = holm_adjust([0.3, math.nan, 0.02])
+    assert adjusted[[0, 2]] == pytest.approx([0.3, 0.04]) and math.isnan(adjusted[1])
+    assert holm_adjust([0.4, 0.6]) == pytest.approx([0.8, 0.8])  # capped monotone: 2*0.4, max(0.8, 0.6)
+    assert holm_adjust([0.7, 0.9]) == pytest.approx([1.0, 1.0])  # 1.4 capped at 1
+    assert holm_adjust([]).shape == (0,) and np.isnan(holm_adjust([math.nan])).all()
+    with pytest.raises(ValueError, match=r"p-values must lie in \[0, 1\]"):
+        holm_adjust([0.1, 1.5])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_holm_matches_the_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0, 0.2, 12)
+    p[[2, 7]] = math.nan
+    p[5] = p[9]  # a tie
+    assert np.allclose(holm_adjust(p), _holm_by_definition(p.tolist()), equal_nan=True)
+
+
 def test_wilcoxon_vs_reference_reads_the_per_image_table() -> None:
     subjects = ["s1", "s1", "s2", "s3", "s4", "s5", "s6"]
     ref = [0.9, 0.7, 0.6, 0.8, 0.9, 0.7, 0.5]
     base = [0.1, 0.3, 0.5, 0.2, 0.4, 0.3, 0.6]
+    close = [0.9, 0.6, 0.6, 0.7, 0.9, 0.8, 0.4]
     rows, frames = [], []
-    for key, label, dice in (("itermask2", "IterMask²", ref), ("ae", "AE", base)):
+    for key, label, dice in (("itermask2", "IterMask²", ref), ("ae", "AE", base), ("dae", "DAE", close)):
         rows.append({"cell": key, "method_key": key, "method_label": label, "dataset": "toy", "modality": "flair",
                      "protocol": "oracle_global", "status": "ok", "seed": 0})  # fmt: skip
         frames.append(_per_image(key, subjects, dice))
     tests = wilcoxon_vs_reference(pd.concat(frames), pd.DataFrame(rows), "oracle_global", "itermask2")
-    assert len(tests) == 1 and tests.loc[0, "baseline"] == "AE" and tests.loc[0, "n_subjects"] == 6
+    assert list(tests["baseline"]) == ["AE", "DAE"] and tests.loc[0, "n_subjects"] == 6
     a = np.array([0.8, 0.6, 0.8, 0.9, 0.7, 0.5])  # s1 = mean of its two slices
     b = np.array([0.2, 0.5, 0.2, 0.4, 0.3, 0.6])
-    assert tests.loc[0, "p_value"] == pytest.approx(wilcoxon(a, b).pvalue)
+    c = np.array([0.75, 0.6, 0.7, 0.9, 0.8, 0.4])
+    p_ae, p_dae = wilcoxon(a, b).pvalue, wilcoxon(a, c).pvalue
+    assert tests.loc[0, "p_value"] == pytest.approx(p_ae) and tests.loc[1, "p_value"] == pytest.approx(p_dae)
     assert tests.loc[0, "mean_diff"] == pytest.approx((a - b).mean())
+    # a family of two baselines (raw p about 0.094 and 0.75): the smaller p doubled, then max(that, 1 x larger)
+    assert p_ae < p_dae < 1
+    assert tests["p_holm"].tolist() == pytest.approx([2 * p_ae, max(2 * p_ae, p_dae)])
+    md = wilcoxon_markdown(tests)
+    assert "| p | p (Holm) |" in md and f"| {p_ae:.3g} | {2 * p_ae:.3g} |" in md

@@ -1,5 +1,6 @@
 """Paper-layout tables from hand-made result rows: means, spread (std over seeds or bootstrap CI), bold
-best of the main block only, '–' for not applicable, the oracle block, several data sets, CSV numbers."""
+best of the main block only, '–' for not applicable, the oracle block, several data sets, CSV numbers,
+degenerate rows marked ‡ and never bold, cost columns per modality, the few-subjects CI warning."""
 
 import math
 
@@ -53,7 +54,7 @@ def test_markdown_bolds_the_best_main_row_and_dashes_missing() -> None:
     md = table.to_markdown()
     line = {name: next(x for x in md.splitlines() if x.startswith(f"| {name} ")) for name in ("AE", "Other", "Cycl")}
     assert "**0.350 ± 0.071**" in line["AE"] and "**0.250**" in line["Other"] and "| 0.100 |" in line["AE"]
-    assert line["Cycl"].count("–") == 10  # 2 modalities x 4 metrics + 2 cost columns
+    assert line["Cycl"].count("–") == 12  # 2 modalities x (4 metrics + 2 cost columns)
     oracle = next(x for x in md.splitlines() if x.startswith("| † Other (per-image oracle) |"))
     assert "0.950" in oracle and "**" not in oracle  # higher than every main row, but oracles are never bold
     assert md.index("*† per-image oracle") < md.index("| † Other (per-image oracle)")
@@ -101,7 +102,74 @@ def test_several_datasets_give_one_column_group_per_dataset_and_modality() -> No
     )
     table = comparison_table(rows, "oracle_global", ["toy", "other"], ["flair", "t1"])
     groups = list(dict.fromkeys(g for g, _ in table.values.columns))
-    assert groups == ["toy flair", "toy t1", "other t1", ""]
+    assert groups == ["toy flair", "toy t1", "other t1"]  # cost columns inside each group
     assert table.values.loc["Other", ("other t1", "DSC")] == 0.7
     with pytest.raises(KeyError, match="unknown table metrics"):
         comparison_table(rows, "oracle_global", "toy", ["flair"], metrics=["dice", "nope"])
+
+
+def test_degenerate_row_is_marked_and_never_bold_even_when_highest(tmp_path) -> None:
+    rows = pd.DataFrame(
+        [
+            _row("A", "flair", 0.30, degenerate=False, max_brain_share=0.5),
+            _row("B", "flair", 0.50, degenerate=False, max_brain_share=0.5),
+            _row("C", "flair", 0.90, seed=0, degenerate=False, max_brain_share=0.5),
+            _row("C", "flair", 0.80, seed=1, degenerate=True, max_brain_share=0.5),  # one seed suffices
+            _row("A", "t1", 0.20, degenerate=False), _row("C", "t1", 0.60, degenerate=False),
+        ]
+    )
+    table = comparison_table(rows, "oracle_global", "toy", ["flair", "t1"])
+    md = table.to_markdown()
+    line = {name: next(x for x in md.splitlines() if x.startswith(f"| {name} ")) for name in ("A", "B", "C")}
+    cells_c = line["C"].split(" | ")
+    assert cells_c[1] == "0.850 ± 0.071 ‡" and "**" not in " ".join(cells_c[1:5])  # flair metrics: marked
+    assert "**0.500**" in line["B"]  # the best comparable flair DSC
+    assert "**0.600**" in line["C"] and "0.600 ‡" not in line["C"]  # C's t1 group is not degenerate
+    assert table.best_rows(("flair", "DSC")) == ["B"] and table.best_rows(("t1", "DSC")) == ["C"]
+    assert "‡: degenerate segmentation (global threshold on the edge of the search grid or more than 50 % of the " \
+           "test brain segmented)" in table.caption  # fmt: skip
+    assert r"0.850 $\pm$ 0.071 $^\ddagger$" in table.to_latex()
+    table.to_csv(tmp_path / "t.csv")
+    csv = pd.read_csv(tmp_path / "t.csv", index_col="method")
+    assert csv["flair degenerate"].to_dict() == {"A": False, "B": False, "C": True}
+    assert not csv["t1 degenerate"].any() and csv.loc["C", "flair DSC"] == pytest.approx(0.85)
+
+
+def test_rows_without_the_degenerate_field_fall_back_to_the_global_grid_edge() -> None:
+    rows = pd.DataFrame(
+        [
+            _row("A", "flair", 0.3), _row("B", "flair", 0.5), _row("C", "flair", 0.9, at_grid_edge=True),
+            _row("C", "flair", 0.99, protocol="oracle_per_image", at_grid_edge=True),  # some image at an edge: fine
+        ]
+    )
+    table = comparison_table(rows, "oracle_global", "toy", ["flair"], oracle_protocols=["oracle_per_image"])
+    assert table.flags.loc["C", ("flair", "DSC")] and not table.flags.loc["C (per-image oracle)", ("flair", "DSC")]
+    assert table.best_rows(("flair", "DSC")) == ["B"]
+    assert "global threshold on the edge of the search grid)" in table.caption  # no brain share stored
+
+
+def test_cost_columns_are_per_modality_not_averaged() -> None:
+    rows = pd.DataFrame(
+        [
+            _row("AE", "flair", 0.3, ms_per_slice=2.0, nfe_per_slice=1.0),
+            _row("AE", "t1", 0.1, ms_per_slice=8.0, nfe_per_slice=3.0),
+        ]
+    )
+    table = comparison_table(rows, "oracle_global", "toy", ["flair", "t1"])
+    assert list(table.values.columns) == [
+        (m, c) for m in ("flair", "t1") for c in ("DSC", "Sens.", "Prec.", "SSIM", "NFE", "ms/slice")
+    ]
+    assert table.values.loc["AE", ("flair", "ms/slice")] == 2.0 and table.values.loc["AE", ("t1", "ms/slice")] == 8.0
+    assert table.values.loc["AE", ("flair", "NFE")] == 1.0 and table.values.loc["AE", ("t1", "NFE")] == 3.0
+    line = next(x for x in table.to_markdown().splitlines() if x.startswith("| AE "))
+    assert "| 2.000 |" in line and "| 8.000 |" in line and "5.000" not in line  # not their mean
+    assert "Per data set and modality the metrics are followed by the cost of that cell" in table.caption
+
+
+def test_caption_warns_when_the_ci_rests_on_fewer_than_three_subjects() -> None:
+    few = pd.DataFrame([_row("A", "flair", 0.3, n_test_subjects=2), _row("B", "flair", 0.5, n_test_subjects=2)])
+    assert "toy: CI over 2 subject(s): not meaningful." in comparison_table(few, "oracle_global", "toy", ["flair"]).caption
+    enough = few.assign(n_test_subjects=3)
+    assert "not meaningful" not in comparison_table(enough, "oracle_global", "toy", ["flair"]).caption
+    seeds = pd.concat([few, few.assign(seed=1)], ignore_index=True)  # std over seeds shown, not a CI
+    assert "not meaningful" not in comparison_table(seeds, "oracle_global", "toy", ["flair"]).caption
