@@ -120,14 +120,16 @@ def test_table1_main_block_oracle_block_paired_tests_and_figures(tmp_path, share
 
     tests = pd.read_csv(report.parent / "wilcoxon__oracle_global.csv")
     assert sorted(tests["baseline"]) == ["AE", "DAE [0,+inf]"] and (tests["reference"] == "IterMask²").all()
-    # independent recomputation from the stored per-image Dice and test-set subjects
+    # independent recomputation from the per-image table and the stored test set's subjects
+    from benchmark.schema import stored_test_split_of
     from benchmark.store import ResultsStore
 
     store = ResultsStore(cfg.paths.results)
     ref, ae = row_of(rows, "IterMask²", "oracle_global", "flair"), row_of(rows, "AE", "oracle_global", "flair")
-    subjects = store.arrays(f"testset__{ref['dataset']}__flair__{ref['preprocess_hash']}")["subjects"]
-    a = pd.Series(store.arrays(ref["cell"])["dice__oracle_global"]).groupby(subjects).mean()
-    b = pd.Series(store.arrays(ae["cell"])["dice__oracle_global"]).groupby(subjects).mean()
+    subjects = store.arrays(stored_test_split_of(ref))["subjects"]
+    per_image = pd.read_parquet(report.parent / "per_image.parquet").query("protocol == 'oracle_global'")
+    a = pd.Series(per_image[per_image["cell"] == ref["cell"]]["dice"].to_numpy()).groupby(subjects).mean()
+    b = pd.Series(per_image[per_image["cell"] == ae["cell"]]["dice"].to_numpy()).groupby(subjects).mean()
     line = tests[tests["baseline"] == "AE"].iloc[0]
     assert line["n_subjects"] == len(set(subjects)) and line["mean_diff"] == pytest.approx((a - b).mean(), abs=1e-6)
     if not np.allclose(a - b, 0):

@@ -40,6 +40,8 @@ def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path,
 
     @base.register("hooked")
     class Hooked(AnomalyMethod):
+        trains = False
+
         def fit(self, train, val, budget):
             return base.TrainLog(steps=0)
 
@@ -70,7 +72,7 @@ def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path,
         def load_state_dict(self, state):
             pass
 
-    entry = "{name: hooked, variant: default, params: {}, train: {steps: 0, batch_size: 1, lr: 0.0}}"
+    entry = "{name: hooked, variant: default, params: {}}"
     cfg = _compose(tmp_path, shared_data_dir, "default", f"+methods.hooked={entry}", "experiment.only_methods=[hooked]")
     store = run_experiment(cfg)
     rows = store.rows()
@@ -96,17 +98,16 @@ def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path,
 
 @pytest.fixture(scope="module")
 def tau_sweep(tmp_path_factory, shared_data_dir):
-    """Two entries of the τ sweep (p60, p100), tiny nets, 3 training steps, a tiny oracle search."""
+    """The τ sweep at two values (p60, p100), tiny nets, 3 training steps, a tiny oracle search."""
     tmp_path = tmp_path_factory.mktemp("tau_sweep")
-    entries = ["tau_p60", "tau_p100"]
-    extra = [f"experiment.only_methods=[{','.join(entries)}]", "+diagnostic_slices=2"]
-    for key in entries:
-        extra += [
-            f"methods.{key}.train.steps=3", f"methods.{key}.train.batch_size=8", f"methods.{key}.train.val_every=3",
-            f"methods.{key}.params.net={TINY_NET}", f"methods.{key}.params.max_iterations=4",
-            f"methods.{key}.params.calibration_batch_size=8",
-            f"methods.{key}.params.oracle={{enabled: true, start_fractions: [0.6], tau_step: 0.05, tau_max: 0.3, max_iterations: 3}}",
-        ]
+    extra = ["experiment.sweep.values=[60,100]", "experiment.sweep.reference=60", "diagnostic_slices=2"]
+    extra += [
+        "methods.itermask2.train.steps=3", "methods.itermask2.train.batch_size=8", "methods.itermask2.train.val_every=3",
+        f"methods.itermask2.params.net={TINY_NET}", "methods.itermask2.params.max_iterations=4",
+        "methods.itermask2.params.calibration_batch_size=8",
+        "methods.itermask2.params.oracle={enabled: true, start_fractions: [0.6], tau_step: 0.05, tau_max: 0.3, "
+        "max_iterations: 3}",
+    ]  # fmt: skip
     cfg = _compose(tmp_path, shared_data_dir, "sensitivity_tau", *extra)
     return cfg, run_experiment(cfg)
 
@@ -114,7 +115,7 @@ def tau_sweep(tmp_path_factory, shared_data_dir):
 def test_itermask2_tau_sweep_trains_once_and_stores_oracle_rows_stats_and_figures(tau_sweep) -> None:
     cfg, store = tau_sweep
     rows = store.rows()
-    p60, p100 = (rows[rows["variant"] == v] for v in ("τ p60", "τ p100"))
+    p60, p100 = (rows[rows["param.tau_percentile"] == v] for v in (60, 100))
     assert not p60["checkpoint_reused"].any() and p100["checkpoint_reused"].all()  # same networks, one fit
     for cell in (p60, p100):
         assert cell["protocol"].tolist() == [*PROTOCOLS, "human_ai"]
@@ -128,7 +129,7 @@ def test_itermask2_tau_sweep_trains_once_and_stores_oracle_rows_stats_and_figure
         figures = human["figures"]
         assert [Path(f).suffix for f in figures] == [".png", ".pdf"]
         assert all((Path(cfg.paths.report) / f).stat().st_size > 1000 for f in figures)
-    table = sensitivity_table(rows, "tau_percentile")
-    assert table["tau_percentile"].tolist() == [60.0, 100.0]
+    table = sensitivity_table(rows, "param.tau_percentile")
+    assert table["param.tau_percentile"].tolist() == [60.0, 100.0]
     assert table["dice"].tolist() == [p60[p60["protocol"] == "oracle_global"]["dice"].iloc[0],
                                       p100[p100["protocol"] == "oracle_global"]["dice"].iloc[0]]
