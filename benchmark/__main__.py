@@ -71,13 +71,14 @@ def run(cfg: DictConfig) -> None:
 
 
 def run_timing_experiment(cfg: DictConfig) -> None:
-    """Measure every method's cost; write the rows and the cost report."""
-    from benchmark.timing import run_timing
+    """Measure every method's cost; write the rows and the cost report (of this run's rows)."""
+    from benchmark.timing import run_timing_cells
     from reports.cost import write_cost_report
 
-    store = run_timing(cfg)
+    store, written = run_timing_cells(cfg)
     if cfg.report:
-        log.info("cost report: %s", write_cost_report(store.rows(), Path(cfg.paths.report)))
+        rows = store.rows(None if _is_multirun() else written)
+        log.info("cost report: %s", write_cost_report(rows, Path(cfg.paths.report)))
 
 
 def _is_multirun() -> bool:

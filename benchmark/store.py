@@ -112,10 +112,10 @@ class ResultsStore:
         """Names of all finished cells, sorted."""
         return sorted(p.stem for p in self.rows_dir.glob("*.json"))
 
-    def rows(self) -> pd.DataFrame:
-        """All rows of all finished cells as one DataFrame (empty if none)."""
+    def rows(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        """The rows of ``cells`` (default: every finished cell) as one DataFrame (empty if none)."""
         records: list[dict[str, Any]] = []
-        for cell in self.cells():
+        for cell in self.cells() if cells is None else [c for c in cells if self.has(c)]:
             records.extend(json.loads((self.rows_dir / f"{cell}.json").read_text()))
         return pd.DataFrame.from_records(records)
 

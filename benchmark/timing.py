@@ -227,17 +227,24 @@ def time_train_step(
 
 def run_timing(cfg: DictConfig) -> ResultsStore:
     """Measure every method of the experiment; rows go to the store under ``paths.results``."""
+    return run_timing_cells(cfg)[0]
+
+
+def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
+    """:func:`run_timing`, also returning the store entries this run wrote (what its cost report shows)."""
     options = TimingOptions.from_config(cfg)
     setup = open_run(cfg)
     device, splits, store, checkpoints = setup.device, setup.splits, setup.store, setup.checkpoints
     timer = Timer(device)
     batch_size = int(options.batch_size or cfg.eval_batch_size)
     studied: dict[str, tuple[AnomalyMethod, dict[str, Any]]] = {}
+    written: list[str] = []
     for modality in cfg.experiment.modalities:
         batch = splits.test.subset(slice(0, min(batch_size, len(splits.test)))).to(device)
         for spec in method_specs(cfg):
             for seed in cfg.seeds:
                 cell = Cell.of(splits, modality, spec, seed)
+                written.append(cost_key(cell))
                 measured = measure_cell(cell, splits, batch, store, checkpoints, cfg, timer, options)
                 if measured is not None and spec.key == options.itermask2_study:
                     studied[f"{modality}__s{seed}"] = measured
@@ -247,12 +254,19 @@ def run_timing(cfg: DictConfig) -> ResultsStore:
         for name, (method, row) in studied.items():
             rows = study_rows(method, splits, batch_size, row["train_batch_size"], row["train_step_ms"], timer,
                               options.repeats, options.warmup)  # fmt: skip
-            store.write(f"itermask2_loops__{name}", [_base_fields(cfg, device) | r for r in rows])
+            written.append(f"itermask2_loops__{name}")
+            store.write(written[-1], [_base_fields(cfg, device) | r for r in rows])
     if options.flops:
         from benchmark.flops import flops_rows
 
-        store.write("flops_and_throughput", [_base_fields(cfg, device) | r for r in flops_rows(device, timer)])
-    return store
+        written.append("flops_and_throughput")
+        store.write(written[-1], [_base_fields(cfg, device) | r for r in flops_rows(device, timer)])
+    return store, written
+
+
+def cost_key(cell: Cell) -> str:
+    """The store entry of a cell's cost row."""
+    return f"cost__{cell.key}"
 
 
 def measure_cell(
@@ -288,7 +302,7 @@ def measure_cell(
         "repeats": options.repeats,
         "warmup": options.warmup,
     }
-    key = f"cost__{cell.key}"
+    key = cost_key(cell)
     try:
         method = make()
         train_or_load(method, cell, splits, checkpoints, bool(cfg.retrain))

@@ -86,9 +86,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = cfg if cfg is not None else _saved_config(store)
     settings = ReportSettings.from_config(cfg)
-    stored = store.rows()
     lines = [f"# {settings.title}", ""]
-    all_rows = stored if cells is None or stored.empty else stored[stored["cell"].isin(list(cells))]
+    stored = store.rows()
+    all_rows = stored if cells is None else store.rows(cells)
     if all_rows.empty:
         lines.append("No finished cells in the results store yet.")
         return _write_text(out_dir / "report.md", lines)
