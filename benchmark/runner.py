@@ -4,7 +4,8 @@ A cell trains (or reloads) a method on healthy slices, calibrates it on healthy 
 predicts the test (and validation) split and evaluates every configured threshold protocol through
 the one :func:`benchmark.evaluate.evaluate` path. Generic method hooks add to a cell without the runner
 knowing the method: ``inference_stats`` (cost fields), ``human_ai_segmentation`` (an extra oracle row,
-protocol ``human_ai``) and ``diagnostic_figures`` (files under ``<paths.report>/figures/<cell>/``).
+protocol ``human_ai``) and ``diagnostic_figures`` (files under ``<paths.results>/figures/<cell>/``, which the
+report copies).
 Finished cells are skipped on rerun (``retrain=true`` runs them again). A cell's identity includes the data's
 content hash, so data changed in place make new cells and new training, never a stale row.
 """
@@ -86,7 +87,6 @@ class CellOptions:
     degenerate_brain_share: float
     retrain: bool
     progress: bool
-    report_dir: Path
     diagnostic_slices: int
 
     @classmethod
@@ -100,7 +100,6 @@ class CellOptions:
             degenerate_brain_share=float(cfg.degenerate_brain_share),
             retrain=bool(cfg.retrain),
             progress=bool(cfg.progress),
-            report_dir=Path(cfg.paths.report),
             diagnostic_slices=int(cfg.diagnostic_slices),
         )
 
@@ -196,7 +195,7 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
         return
     predictions = predict_cell(method, cell, setup.splits, options)
     results = evaluate_cell(method, cell, setup.splits, predictions, options)
-    figures = _diagnostic_figures(method, setup.splits.test, cell, options)
+    figures = _diagnostic_figures(method, setup.splits.test, cell, options, setup.store.root)
     cost = predictions.inference_stats | {
         "status": "ok",
         "params": method.parameter_count(),
@@ -350,14 +349,16 @@ def _human_ai_result(
     return result
 
 
-def _diagnostic_figures(method: AnomalyMethod, test: SliceSet, cell: Cell, options: CellOptions) -> list[str]:
-    """The method's figures of the first few lesion-bearing test slices, as paths relative to the report."""
+def _diagnostic_figures(
+    method: AnomalyMethod, test: SliceSet, cell: Cell, options: CellOptions, results: Path
+) -> list[str]:
+    """The method's figures of the first few lesion-bearing test slices, written beside the results as
+    ``figures/<cell>/...``; returns their paths relative to the results folder (the report copies them)."""
     lesions = torch.nonzero(test.labels.flatten(1).any(1)).flatten()[: options.diagnostic_slices].tolist()
     if not lesions:
         return []
-    report = options.report_dir
-    paths = method.diagnostic_figures(test.subset(lesions), report / "figures" / cell.key)
-    return [p.relative_to(report).as_posix() for p in paths]
+    paths = method.diagnostic_figures(test.subset(lesions), results / "figures" / cell.key)
+    return [p.relative_to(results).as_posix() for p in paths]
 
 
 def train_or_load(

@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Collection
@@ -26,8 +27,8 @@ from reports.tables import PAPER_METRICS, Table, comparison_table
 
 log = logging.getLogger("reports")
 TIMING_EXPERIMENT = "timing"
-#: Row fields that list a cell's diagnostic figures (relative to the report folder).
-DIAGNOSTIC_FIELDS: tuple[str, ...] = ("diagnostic_figures", "figures")
+#: Row field that lists a cell's diagnostic figures (paths relative to the results folder).
+FIGURES_FIELD = "figures"
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def write_report(
                   "slice, lesion size, Dice, sensitivity, precision, SSIM, threshold): "
                   + _links("per_image", ("parquet", "csv")), ""]
     lines += _cost_section(timing, out_dir)
-    lines += _diagnostic_section(all_rows)
+    lines += _diagnostic_section(all_rows, store, out_dir)
     lines += _method_notes(all_rows)
     lines += _provenance_section(all_rows, store)
     all_rows.to_csv(out_dir / "all_rows.csv", index=False)
@@ -256,19 +257,22 @@ def _cost_section(timing: pd.DataFrame, out_dir: Path) -> list[str]:
     return lines + [table.to_markdown(), _links("cost", ("md", "tex", "csv")), ""]
 
 
-def _diagnostic_section(rows: pd.DataFrame) -> list[str]:
-    """Links to the methods' diagnostic figures listed in the rows (paths relative to the report folder)."""
-    paths = [
-        p
-        for column in DIAGNOSTIC_FIELDS
-        if column in rows
-        for entry in rows[column]
-        if isinstance(entry, list)
-        for p in entry
-    ]
-    if not paths:
+def _diagnostic_section(rows: pd.DataFrame, store: ResultsStore, out_dir: Path) -> list[str]:
+    """The methods' diagnostic figures listed in the rows, copied from the results folder into the report
+    folder (same relative paths) and linked."""
+    if FIGURES_FIELD not in rows:
         return []
-    return ["## Diagnostic figures", "", *[f"- [{p}]({p})" for p in dict.fromkeys(paths)], ""]
+    paths = [p for entry in rows[FIGURES_FIELD] if isinstance(entry, list) for p in entry]
+    lines = []
+    for path in dict.fromkeys(paths):
+        source = store.root / path
+        if not source.is_file():
+            lines.append(f"- {path} (missing from {store.root})")
+            continue
+        (out_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, out_dir / path)
+        lines.append(f"- [{path}]({path})")
+    return ["## Diagnostic figures", "", *lines, ""] if lines else []
 
 
 def frame_markdown(frame: pd.DataFrame) -> str:

@@ -50,7 +50,9 @@ def _store(root: Path, timing: bool = True) -> ResultsStore:
             base | {"protocol": "oracle_per_image", "is_oracle": True, "dice": dice + 0.1},
         ]
         if key == SWEPT:
-            rows[0]["diagnostic_figures"] = ["figures/itermask2/shrinking.png"]
+            rows[0]["figures"] = ["figures/itermask2/shrinking.png"]
+            (root / "figures" / "itermask2").mkdir(parents=True)
+            (root / "figures" / "itermask2" / "shrinking.png").write_bytes(b"png")
         per_image = dice + rng.normal(scale=0.05, size=N)
         arrays = {
             "anomaly_maps": rng.random((N, SIZE, SIZE)).astype(np.float16),

@@ -1,6 +1,6 @@
 """The runner's generic method hooks end to end: inference stats in every row, the method's own (oracle)
-segmentation as an extra ``human_ai`` row, diagnostic figures under the report folder; and IterMask²'s τ
-sweep training once (its second cell reloads the first cell's networks)."""
+segmentation as an extra ``human_ai`` row, diagnostic figures beside the results (copied into the report);
+and IterMask²'s τ sweep training once (its second cell reloads the first cell's networks)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 import methods.base as base
 from benchmark.runner import run_experiment
+from reports.report import write_report
 from methods.base import AnomalyMethod, MethodOutput
 from reports.sensitivity import sensitivity_table
 from tests.tiny_config import compose_tiny
@@ -91,8 +92,11 @@ def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path,
     labels = np.load(next(store.arrays_dir.glob("testset__*.npz")))["labels"]
     np.testing.assert_array_equal(arrays["segmentation__human_ai"], labels)
 
-    # figures: the first 4 lesion slices of the test split, linked relative to the report folder
+    # figures: the first 4 lesion slices of the test split, beside the results; the report copies and links them
     assert human["figures"] == [f"figures/{human['cell']}/lesions.txt"]
+    assert (Path(cfg.paths.results) / human["figures"][0]).read_text() == "1 1 1 1"
+    text = write_report(store, Path(cfg.paths.report), cfg).read_text()
+    assert f"- [{human['figures'][0]}]({human['figures'][0]})" in text
     assert (Path(cfg.paths.report) / human["figures"][0]).read_text() == "1 1 1 1"
 
 
@@ -128,7 +132,7 @@ def test_itermask2_tau_sweep_trains_once_and_stores_oracle_rows_stats_and_figure
         assert (cell["nfe_per_slice"] <= 4).all()  # params.max_iterations reached the method
         figures = human["figures"]
         assert [Path(f).suffix for f in figures] == [".png", ".pdf"]
-        assert all((Path(cfg.paths.report) / f).stat().st_size > 1000 for f in figures)
+        assert all((Path(cfg.paths.results) / f).stat().st_size > 1000 for f in figures)
     table = sensitivity_table(rows, "param.tau_percentile")
     assert table["param.tau_percentile"].tolist() == [60.0, 100.0]
     assert table["dice"].tolist() == [p60[p60["protocol"] == "oracle_global"]["dice"].iloc[0],

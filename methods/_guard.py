@@ -2,7 +2,8 @@
 
 This suite's top-level data package is called ``datasets``, like the Hugging Face library. If both are
 installed, whichever comes first on ``sys.path`` wins, and the wrong one would produce confusing errors
-deep inside a run. We check a marker attribute once, when ``benchmark`` or ``methods`` is imported.
+deep inside a run. We check a marker attribute once, when ``methods`` or ``benchmark`` is imported; the
+check lives in the lowest layer that needs it, so no package imports one above it.
 """
 
 from __future__ import annotations
