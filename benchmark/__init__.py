@@ -1,5 +1,5 @@
 """Evaluation, runner, results store and CLI of the brain-lesion anomaly-segmentation benchmark."""
 
-from benchmark._guard import check_datasets_package
+from methods._guard import check_datasets_package
 
 check_datasets_package()

@@ -5,7 +5,7 @@ Importing this package registers every method: each module below decorates its c
 ``configs/method/``.
 """
 
-from benchmark._guard import check_datasets_package
+from methods._guard import check_datasets_package
 
 check_datasets_package()
 

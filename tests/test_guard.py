@@ -26,7 +26,7 @@ def test_foreign_datasets_package_is_rejected(tmp_path: Path) -> None:
 def test_our_datasets_package_passes() -> None:
     import datasets
 
-    from benchmark._guard import check_datasets_package
+    from methods._guard import check_datasets_package
 
     check_datasets_package()
     assert Path(datasets.__file__).parent == REPO / "datasets"
