@@ -1,42 +1,23 @@
 """FLOPs and the machine's compute limit: what the fastest possible inference would cost.
 
-* :func:`count_flops`: FLOPs of any callable, counted by ``torch.utils.flop_counter.FlopCounterMode``
-  (matmuls, convolutions and attention; element-wise work and FFTs count 0, so this is the network part).
-* :func:`unet_forward_flops`: one forward of IterMask²'s UNets (f1: 1 input channel, f2: 2) at the
-  default (64 px, ``small``) and paper (128 px, ``paper``) sizes, per slice.
+* :func:`count_flops` (from :mod:`methods.measure`): FLOPs of any callable, counted by
+  ``torch.utils.flop_counter.FlopCounterMode`` (matmuls, convolutions and attention; element-wise work and
+  FFTs count 0, so this is the network part).
 * :func:`measured_throughput`: the device's achieved FLOP/s on a large fp32 matmul and on a 3x3 convolution
   of UNet-like shape; ``(NFE x forward FLOPs) / throughput`` is the compute-bound time of an inference.
+
+FLOPs of a method's own networks at other sizes are the method's business (its ``cost_studies``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from methods.nets.unet import UNet, UNetConfig
+from methods.measure import Timer, count_flops
 
-if TYPE_CHECKING:
-    from benchmark.timing import Timer
-
-#: (name, image size, UNet preset) of the two reference sizes.
-UNET_SIZES: tuple[tuple[str, int, str], ...] = (("default", 64, "small"), ("paper", 128, "paper"))
-
-
-def count_flops(fn: Callable[[], Any]) -> int:
-    """Total FLOPs (multiply-add = 2) of the tensor operations ``fn`` runs."""
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
-
-
-def unet_forward_flops(size: int, preset: str, in_channels: int, device: torch.device) -> tuple[int, int]:
-    """``(FLOPs of one forward per slice, parameters)`` of ``UNet(in_channels, 1, preset)`` at ``size`` px."""
-    net = UNet(in_channels, 1, UNetConfig.preset(preset)).to(device).eval()
-    x = torch.zeros(1, in_channels, size, size, device=device)
-    return count_flops(lambda: net(x)), sum(p.numel() for p in net.parameters())
+__all__ = ["count_flops", "flops_rows", "measured_throughput"]
 
 
 def measured_throughput(device: torch.device, timer: Timer, repeats: int = 3) -> dict[str, float]:
@@ -54,14 +35,5 @@ def measured_throughput(device: torch.device, timer: Timer, repeats: int = 3) ->
 
 
 def flops_rows(device: torch.device, timer: Timer) -> list[dict[str, Any]]:
-    """Result rows: one per (size, network) with its forward FLOPs, and one with the measured throughput."""
-    rows: list[dict[str, Any]] = []
-    for name, size, preset in UNET_SIZES:
-        for network, channels in (("itermask2_f1", 1), ("itermask2_f2", 2)):
-            flops, params = unet_forward_flops(size, preset, channels, device)
-            rows.append({
-                "record": "forward_flops", "size_name": name, "image_size": size, "net": preset,
-                "network": network, "gflop_per_forward": flops / 1e9, "params": params,
-            })  # fmt: skip
-    rows.append({"record": "throughput", **measured_throughput(device, timer)})
-    return rows
+    """Result rows: the measured throughput of the device (one row, ``record = "throughput"``)."""
+    return [{"record": "throughput", "title": "Measured throughput", **measured_throughput(device, timer)}]

@@ -4,11 +4,13 @@ Per (modality, method, seed) cell one row (``record = "method_cost"``): paramete
 inference ms per slice and slices/s (median and IQR over repeats after warm-up), train-step ms at the
 configured batch size, peak memory, FLOPs per slice, device, dtype and the options used (AMP bf16,
 channels_last, torch.compile; an option that does not apply on the device is recorded as such, never
-faked). Timing goes through one :class:`Timer` on every device: CUDA events on GPU (the clock runs on the
+faked). Timing goes through one :class:`~methods.measure.Timer` on every device: CUDA events on GPU (the clock runs on the
 stream, so asynchronous launches are measured correctly), ``perf_counter`` elsewhere.
 
 The measured model is trained (or reloaded) through the runner's checkpoint path; ``timing.train_steps``
-shortens its budget (cost does not depend on how well a network is trained, except IterMask²'s NFE).
+shortens its budget (cost does not depend on how well a network is trained, except where the NFE adapts to
+the input). With ``timing.cost_studies`` every measured method also runs its own
+:meth:`~methods.base.AnomalyMethod.cost_studies` (rows stored as ``<record>__<cell>``).
 The train step is timed generically through the method's own ``fit``: ``fit(1 + k steps) - fit(1 step)``
 on fresh instances, divided by ``k``, which cancels set-up and the final validation pass.
 """
@@ -18,20 +20,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import resource
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 
 from benchmark.checkpoints import CheckpointStore
 from benchmark.config import method_specs
-from benchmark.flops import count_flops
 from benchmark.metrics import dice_per_image
 from benchmark.provenance import device_name, git_commit, seed_everything
 from benchmark.runner import Cell, open_run, train_or_load
@@ -40,68 +38,11 @@ from benchmark.thresholds import binarise, oracle_global
 from datasets.slices import SliceSet, Splits
 from methods import MethodContext, create_method
 from methods.base import AnomalyMethod, MethodOutput, MethodUnavailable, TrainBudget
+from methods.measure import Timer, TimingStats, count_flops
+
+__all__ = ["Timer", "TimingOptions", "TimingStats", "run_timing", "run_timing_cells", "time_inference"]
 
 log = logging.getLogger("benchmark")
-
-
-@dataclass(frozen=True)
-class TimingStats:
-    """Median and quartiles (linear interpolation) of repeated measurements, in seconds."""
-
-    samples: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if not self.samples:
-            raise ValueError("TimingStats needs at least one sample")
-
-    @property
-    def median(self) -> float:
-        return float(statistics.median(self.samples))
-
-    @property
-    def q1(self) -> float:
-        return float(np.percentile(self.samples, 25))
-
-    @property
-    def q3(self) -> float:
-        return float(np.percentile(self.samples, 75))
-
-    @property
-    def iqr(self) -> float:
-        return self.q3 - self.q1
-
-    def scaled(self, factor: float) -> TimingStats:
-        """The same statistics of ``sample * factor`` (e.g. per slice, per step, in ms)."""
-        return TimingStats(tuple(s * factor for s in self.samples))
-
-
-class Timer:
-    """Wall time of a callable on ``device``: CUDA events on GPU, ``perf_counter`` on CPU."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    def once(self, fn: Callable[[], Any]) -> float:
-        """Seconds of one call, with all queued device work before and inside it completed."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000.0
-        start_s = time.perf_counter()
-        fn()
-        return time.perf_counter() - start_s
-
-    def repeat(self, fn: Callable[[], Any], repeats: int, warmup: int = 1) -> TimingStats:
-        """``warmup`` untimed calls, then ``repeats`` timed ones."""
-        if repeats < 1 or warmup < 0:
-            raise ValueError(f"Timer.repeat: repeats must be >= 1 and warmup >= 0, got {repeats}, {warmup}")
-        for _ in range(warmup):
-            self.once(fn)
-        return TimingStats(tuple(self.once(fn) for _ in range(repeats)))
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -131,7 +72,7 @@ class TimingOptions:
     channels_last: bool = False
     compile: bool = False
     flops: bool = True
-    itermask2_study: str | None = None  # experiment method key whose loops are compared (benchmark.itermask2_cost)
+    cost_studies: bool = True  # run every measured method's own cost_studies (AnomalyMethod.cost_studies)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> TimingOptions:
@@ -235,9 +176,9 @@ def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
     options = TimingOptions.from_config(cfg)
     setup = open_run(cfg)
     device, splits, store, checkpoints = setup.device, setup.splits, setup.store, setup.checkpoints
-    timer = Timer(device)
+    timer = Timer(device, options.repeats, options.warmup)
     batch_size = int(options.batch_size or cfg.eval_batch_size)
-    studied: dict[str, tuple[AnomalyMethod, dict[str, Any]]] = {}
+    studied: list[tuple[Cell, AnomalyMethod, dict[str, Any]]] = []
     written: list[str] = []
     for modality in cfg.experiment.modalities:
         batch = splits.test.subset(slice(0, min(batch_size, len(splits.test)))).to(device)
@@ -246,16 +187,20 @@ def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
                 cell = Cell.of(splits, modality, spec, seed)
                 written.append(cost_key(cell))
                 measured = measure_cell(cell, splits, batch, store, checkpoints, cfg, timer, options)
-                if measured is not None and spec.key == options.itermask2_study:
-                    studied[f"{modality}__s{seed}"] = measured
-    if options.itermask2_study:
-        from benchmark.itermask2_cost import study_rows
-
-        for name, (method, row) in studied.items():
-            rows = study_rows(method, splits, batch_size, row["train_batch_size"], row["train_step_ms"], timer,
-                              options.repeats, options.warmup)  # fmt: skip
-            written.append(f"itermask2_loops__{name}")
-            store.write(written[-1], [_base_fields(cfg, device) | r for r in rows])
+                if measured is not None and options.cost_studies:
+                    studied.append((cell, *measured))
+    for cell, method, row in studied:
+        rows = method.cost_studies(splits, batch_size, float(row["train_step_ms"]), timer,
+                                   train_batch_size=int(row["train_batch_size"]))
+        by_record: dict[str, list[dict[str, Any]]] = {}
+        for study_row in rows:
+            if not study_row.get("record") or not study_row.get("title"):
+                raise ValueError(f"{row['method_label']}: every cost_studies row needs a 'record' and a 'title'")
+            by_record.setdefault(str(study_row["record"]), []).append(study_row)
+        for record, part in by_record.items():
+            written.append(study_key(record, cell))
+            labels = {"method_key": row["method_key"], "method_label": row["method_label"], "cell": cell.key}
+            store.write(written[-1], [_base_fields(cfg, device) | labels | r for r in part])
     if options.flops:
         from benchmark.flops import flops_rows
 
@@ -267,6 +212,12 @@ def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
 def cost_key(cell: Cell) -> str:
     """The store entry of a cell's cost row."""
     return f"cost__{cell.key}"
+
+
+def study_key(record: str, cell: Cell) -> str:
+    """The store entry of the rows of one cost-study record of a cell."""
+    safe = "".join(c if c.isalnum() or c in "_-" else "_" for c in record)
+    return f"{safe}__{cell.key}"
 
 
 def measure_cell(

@@ -12,11 +12,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
 
 import torch
 
-from datasets.slices import SliceSet
+from datasets.slices import SliceSet, Splits
+
+if TYPE_CHECKING:
+    from methods.measure import Timer
+
+#: ``score(maps [N, H, W], slices) -> {"dice": oracle-global mean Dice, "auroc": pixel AUROC}``: the standard map
+#: scores, given to :meth:`AnomalyMethod.diagnose` by the caller (methods do not import the benchmark's metrics).
+MapScorer = Callable[[torch.Tensor, SliceSet], dict[str, float]]
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class AnomalyMethod(ABC):
     trains: ClassVar[bool] = True
 
     def __init__(self, context: MethodContext, variant: str = "default", **params: Any) -> None:
+        # ``variant`` is optional here (being removed: a method that does not take it passes only ``context``)
         if params:
             raise UnknownParameterError(type(self).name or type(self).__name__, sorted(params), accepted_params(type(self)))
         self.context = context
@@ -170,6 +178,24 @@ class AnomalyMethod(ABC):
     def diagnostic_figures(self, slices: SliceSet, out_dir: Path) -> list[Path]:
         """Write method-specific figures of a few (lesion-bearing) ``slices`` under ``out_dir`` and return
         their paths (the report links them). Default: none."""
+        return []
+
+    def diagnose(
+        self, val: SliceSet, test: SliceSet, batch_size: int, score_maps: MapScorer | None = None
+    ) -> dict[str, Any] | None:
+        """A method-specific diagnosis of the trained, calibrated method on healthy ``val`` and labelled ``test``
+        slices: a JSON-able record with a ``markdown`` entry (a section body that ``python -m
+        benchmark.diagnose`` prints and writes), or None when the method has none (default). ``score_maps``
+        (optional) scores anomaly maps with the benchmark's standard scores."""
+        return None
+
+    def cost_studies(
+        self, splits: Splits, batch_size: int, train_step_ms: float, timer: Timer, *, train_batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Method-specific cost measurements of the trained method (``python -m benchmark experiment=timing``):
+        result rows, each with a ``record`` name (one cost-report section per name) and a ``title`` (its
+        heading). ``batch_size``: slices per timed predict batch; ``train_step_ms``: the measured train step at
+        ``train_batch_size`` slices; ``timer``: the harness's timer (its repeats / warm-up). Default: none."""
         return []
 
     def parameter_count(self) -> int:

@@ -2,7 +2,8 @@
 
 :func:`cost_table` turns ``record == "method_cost"`` rows into a :class:`reports.tables.Table` (one row per
 method, medians over seeds); :func:`write_cost_report` writes it as md/tex/csv plus ``cost_report.md`` with
-the IterMask² loop comparison, the training-mask share, network FLOPs and the distance to the compute limit.
+the distance to the compute limit and one section per other record (each method's cost studies, titled by the
+rows' ``title``; the measured throughput), rendered generically.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def cost_table(rows: pd.DataFrame) -> Table:
 
 
 def write_cost_report(rows: pd.DataFrame, out_dir: Path) -> Path:
-    """``cost.{md,tex,csv}`` and ``cost_report.md`` (tables plus the IterMask² and FLOPs sections)."""
+    """``cost.{md,tex,csv}`` and ``cost_report.md`` (tables plus one section per other record: the methods'
+    cost studies and the measured throughput)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = ["# Cost of every method", ""]
     if method_cost_rows(rows).empty:
@@ -72,10 +74,7 @@ def write_cost_report(rows: pd.DataFrame, out_dir: Path) -> Path:
         table.to_csv(out_dir / "cost.csv")
         lines += [table.to_markdown(), "Files: [cost.md](cost.md), [cost.tex](cost.tex), [cost.csv](cost.csv)", ""]
         lines += _compute_limit_section(rows)
-    lines += _record_section(rows, "itermask2_loops", "IterMask²: active-set loop vs official-style loop")
-    lines += _record_section(rows, "itermask2_mask_share", "IterMask²: training-mask generation share of a step")
-    lines += _record_section(rows, "forward_flops", "FLOPs of one UNet forward (per slice)")
-    lines += _record_section(rows, "throughput", "Measured throughput")
+    lines += record_sections(rows)
     path = out_dir / "cost_report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -108,15 +107,26 @@ def _compute_limit_section(rows: pd.DataFrame) -> list[str]:
     ]
 
 
-def _record_section(rows: pd.DataFrame, record: str, title: str) -> list[str]:
+def record_sections(rows: pd.DataFrame) -> list[str]:
+    """One markdown section per ``record`` other than ``method_cost`` (the methods' cost studies, the
+    throughput), in order of first appearance, titled by its rows' ``title`` column (else the record name)."""
     if rows.empty or "record" not in rows:
         return []
+    lines: list[str] = []
+    for record in dict.fromkeys(rows["record"].dropna()):
+        if record != "method_cost":
+            lines += _record_section(rows, str(record))
+    return lines
+
+
+def _record_section(rows: pd.DataFrame, record: str) -> list[str]:
     part = rows[rows["record"] == record].dropna(axis=1, how="all")
-    drop = [c for c in ("experiment", "record", "protocol", "commit", "torch") if c in part]
+    titles = list(dict.fromkeys(part["title"].dropna())) if "title" in part else []
+    drop = [c for c in ("experiment", "record", "title", "protocol", "commit", "torch") if c in part]
     part = part.drop(columns=drop)
     if part.empty:
         return []
-    return [f"## {title}", "", _markdown(part), ""]
+    return [f"## {' / '.join(map(str, titles)) or record}", "", _markdown(part), ""]
 
 
 def _markdown(frame: pd.DataFrame) -> str:

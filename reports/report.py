@@ -43,7 +43,7 @@ class ReportSettings:
     oracle_protocols: tuple[str, ...] = ()
     oracle_methods: tuple[str, ...] | None = None
     method_order: tuple[str, ...] = ()
-    reference_method: str = "itermask2"
+    reference_method: str = ""  # method key of the paired tests (experiment.reference_method); "" = none
     n_examples: int = 4
     sweep: Sweep | None = None
 

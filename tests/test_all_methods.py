@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from benchmark.evaluate import evaluate
 from benchmark.predict import predict_split
 from methods import MethodContext, TrainBudget, create_method, registered_methods
+from tests.tiny_config import method_config
 from tests.toy_data import toy_splits
 
 METHOD_CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs" / "method").glob("*.yaml"))
@@ -19,7 +19,7 @@ SPLITS = toy_splits(size=32)
 
 
 def test_every_registered_method_has_a_config() -> None:
-    configured = {OmegaConf.load(p).name for p in METHOD_CONFIGS}
+    configured = {method_config(p)["name"] for p in METHOD_CONFIGS}
     assert set(registered_methods()) <= configured, "each registered method needs a configs/method/*.yaml"
     assert configured <= set(registered_methods()), "a config names an unregistered method"
 
@@ -31,7 +31,7 @@ def test_unknown_method_name_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize("config_path", METHOD_CONFIGS, ids=lambda p: p.stem)
 def test_method_round_trip_on_tiny_data(config_path: Path, tmp_path: Path) -> None:
-    cfg = OmegaConf.to_container(OmegaConf.load(config_path), resolve=True)
+    cfg = method_config(config_path)  # composed: an ablation file inherits its base config
     # expensive samplers give cheaper settings of the same code path (e.g. fewer diffusion steps)
     cfg["params"] = cfg.get("params", {}) | cfg.pop("smoke_params", {})
     context = MethodContext("flair", 32, torch.device("cpu"), seed=0, available_modalities=SPLITS.test.modalities)

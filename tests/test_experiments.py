@@ -80,7 +80,11 @@ def test_experiment_files_have_the_papers_layouts() -> None:
     assert dae_variants == ["[0,+inf]", "[-inf,0]", "[-inf,+inf]"]
     assert list(t2.experiment.modalities) == ["t1"]  # ATLAS: its only modality
     assert list(t3.methods) == ["itermask2", "itermask2_freq", "itermask2_spat", "dae_pos"]
-    assert [t3.methods[k].variant for k in t3.methods] == ["default", "-freq", "-spat", "[0,+inf]"]
+    assert [t3.methods[k].params.layout for k in ("itermask2", "itermask2_freq", "itermask2_spat")] == [
+        "default", "-freq", "-spat"]  # fmt: skip
+    assert [t3.methods[k].label for k in ("itermask2", "itermask2_freq", "itermask2_spat")] == [
+        "IterMask²", "IterMask² -freq", "IterMask² -spat"]  # fmt: skip
+    assert t3.methods.dae_pos.variant == "[0,+inf]"
     assert list(t3.experiment.columns)[-3:] == ["dice_small", "dice_medium", "dice_large"]
 
 

@@ -1,6 +1,6 @@
 """IterMask² pieces against independent expectations: x_s vs a numpy reference, training-mask coverage
 statistics, the first-step rule, the shrinking loop on stub networks (stopping rule, cap, NFE of converged
-images), τ by hand, the variants, and reproducible predictions."""
+images), τ by hand, the layouts, and reproducible predictions."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from methods import MethodContext, TrainBudget, create_method
-from methods.frequency import high_pass, low_band, scaled_radius
-from methods.itermask2 import VARIANTS, IterMask2
-from methods.itermask2_figure import shrinking_figure
-from methods.itermask2_inference import RefinementConfig, first_step_mask, iterative_refinement, pooled_tau
-from methods.masks import MaskConfig, masked_fraction, random_training_masks, sample_corners
+from methods.base import UnknownParameterError
+from methods.itermask2 import LAYOUTS, IterMask2
+from methods.itermask2.figures import shrinking_figure
+from methods.itermask2.frequency import high_pass, low_band, scaled_radius
+from methods.itermask2.inference import RefinementConfig, first_step_mask, iterative_refinement, pooled_tau
+from methods.itermask2.masks import MaskConfig, masked_fraction, random_training_masks, sample_corners
 from methods.nets.unet import UNetConfig
 from tests.toy_data import toy_splits
 
@@ -251,7 +252,7 @@ def test_calibrate_pools_masked_errors_over_the_whole_validation_split(monkeypat
         return fixed_masks[start : start + len(brain)]
 
     calls = [0, 2, 4]
-    monkeypatch.setattr("methods.itermask2.random_training_masks", masks)
+    monkeypatch.setattr("methods.itermask2.method.random_training_masks", masks)
     batch_offsets = iter([offsets[0:2], offsets[2:4], offsets[4:5]])
     batch_x = iter([x[0:2], x[2:4], x[4:5]])
 
@@ -270,47 +271,48 @@ def test_calibrate_pools_masked_errors_over_the_whole_validation_split(monkeypat
 # ----------------------------------------------------------------------------------------------- method
 
 
-def _create(variant: str = "default", **params: object) -> IterMask2:
-    method = create_method("itermask2", MethodContext("flair", 32, CPU, seed=0), variant=variant,
-                           **({"net": TINY_NET, "max_iterations": 8} | params))
+def _create(layout: str = "default", **params: object) -> IterMask2:
+    method = create_method("itermask2", MethodContext("flair", 32, CPU, seed=0),
+                           **({"layout": layout, "net": TINY_NET, "max_iterations": 8} | params))
     assert isinstance(method, IterMask2)
     return method
 
 
 @pytest.fixture(scope="module")
 def trained_states() -> dict[str, dict]:
-    """Each variant fitted once (2 steps) for the whole module; tests rebuild methods from these states."""
+    """Each layout fitted once (2 steps) for the whole module; tests rebuild methods from these states."""
     states = {}
-    for variant in VARIANTS:
+    for layout in LAYOUTS:
         torch.manual_seed(0)
-        method = _create(variant)
+        method = _create(layout)
         log = method.fit(SPLITS.train, SPLITS.val, BUDGET)
         assert log.steps == 2 and "f1_val_loss" in log.history[-1]
-        assert ("f2_val_loss" in log.history[-1]) == (variant != "-spat")
-        states[variant] = method.state_dict()
+        assert ("f2_val_loss" in log.history[-1]) == (layout != "-spat")
+        states[layout] = method.state_dict()
     return states
 
 
 @pytest.fixture
 def trained(trained_states):
-    """``trained(variant, **params)``: a fresh method with the module's fitted networks, calibrated."""
+    """``trained(layout, **params)``: a fresh method with the module's fitted networks, calibrated."""
 
-    def build(variant: str = "default", **params: object) -> IterMask2:
-        method = _create(variant, **params)
-        method.load_state_dict(trained_states[variant])
+    def build(layout: str = "default", **params: object) -> IterMask2:
+        method = _create(layout, **params)
+        method.load_state_dict(trained_states[layout])
         method.calibrate(SPLITS.val)
         return method
 
     return build
 
 
-def test_variants_build_the_right_networks_and_costs(trained) -> None:
+def test_layouts_build_the_right_networks_and_costs(trained) -> None:
     default = trained()
     assert default.f2 is not None and default.f2.input_conv.in_channels == 2
-    assert default.display_name == "IterMask²" and IterMask2.row_label("-freq") == "IterMask² -freq"
+    assert default.display_name == "IterMask²" and default.layout == "default"
 
     freq = trained("-freq")
     assert freq.f2 is not None and freq.f2.input_conv.in_channels == 1
+    assert freq.display_name == "IterMask² -freq"
     out = freq.predict(SPLITS.test)
     assert (out.nfe >= 2).all() and out.final_mask is not None
 
@@ -323,13 +325,15 @@ def test_variants_build_the_right_networks_and_costs(trained) -> None:
         expected = (spat.f1(spat.high_pass(x)[:, None])[:, 0] - x).square() * SPLITS.test.brain
     torch.testing.assert_close(out.anomaly_map, expected)
 
-    with pytest.raises(ValueError, match="unknown variant"):
+    assert spat.display_name == "IterMask² -spat"
+    with pytest.raises(ValueError, match="unknown layout '-both'"):
         _create("-both")
-    labelled = _create("τ p60", ablation="-freq")  # a free row label with an explicit layout
-    assert labelled.display_name == "IterMask² τ p60" and labelled.f2 is not None
-    assert labelled.f2.input_conv.in_channels == 1
-    with pytest.raises(ValueError, match="ablation"):
-        _create("τ p60")
+    # the layout is the only switch: the former variant/ablation pair is no parameter any more
+    with pytest.raises(UnknownParameterError, match="ablation"):
+        _create(ablation="-freq")
+    configured = create_method("itermask2", MethodContext("flair", 32, CPU, 0), layout="-freq", net=TINY_NET)
+    assert isinstance(configured, IterMask2) and configured.f2 is not None
+    assert configured.f2.input_conv.in_channels == 1
     paper = create_method("itermask2", MethodContext("flair", 32, CPU, 0), net="paper")
     assert isinstance(paper, IterMask2) and paper.net_config == UNetConfig.preset("paper")
 
@@ -386,7 +390,7 @@ def test_training_identity_ignores_inference_settings_only() -> None:
     for inference_only in ({"tau_percentile": 60}, {"keep_fraction": 0.5}, {"min_shrink": 0.05},
                            {"max_iterations": 20}, {"calibration_batch_size": 4}, {"oracle": False}):
         assert _create(**inference_only).training_identity() == base, inference_only
-    assert _create("τ p60", ablation="default", tau_percentile=60).training_identity() == base
+    assert _create("default", tau_percentile=60).training_identity() == base
     for trained_differently in ({"radius": 10.0}, {"low_band_amplitude": 0.0}, {"mask_sampling": "independent"},
                                 {"net": TINY_NET | {"base_channels": 4}}):
         assert _create(**trained_differently).training_identity() != base, trained_differently
@@ -404,4 +408,4 @@ def test_shrinking_figure_is_written_as_png_and_pdf(trained, tmp_path: Path) -> 
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     assert _create("-spat").diagnostic_figures(SPLITS.test, tmp_path / "none") == []
     with pytest.raises(ValueError, match="single-step"):
-        shrinking_figure(_create("-spat"), SPLITS.test, tmp_path / "no.png")
+        shrinking_figure(_create("-spat").refinement_model(), SPLITS.test, tmp_path / "no.png")

@@ -1,14 +1,16 @@
-"""The IterMask² human–AI oracle on a constructed case whose iterations are known in advance."""
+"""The IterMask² human–AI oracle on a constructed case whose iterations are known in advance, and the package's
+own per-image Dice against the benchmark's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import benchmark.metrics
 from datasets.slices import SliceSet
 from methods import MethodContext, create_method
 from methods.itermask2 import IterMask2
-from methods.itermask2_oracle import OracleConfig, human_ai_oracle
+from methods.itermask2.oracle import OracleConfig, dice_per_image, human_ai_oracle
 
 SIZE = 16
 STEP = 2.0**-10  # exactly representable thresholds: no rounding surprises at the boundaries
@@ -56,7 +58,7 @@ def _case() -> tuple[IterMask2, SliceSet]:
 def test_oracle_finds_the_iteration_whose_mask_is_the_lesion() -> None:
     method, test = _case()
     config = OracleConfig(start_fractions=(116 / 256, 0.9), tau_step=STEP, tau_max=19.5 * STEP)
-    result = human_ai_oracle(method, test, config=config)
+    result = human_ai_oracle(method.refinement_model(), test, dice_per_image, config=config)
     assert result.dice.tolist() == [1.0] and result.mean_dice == 1.0
     assert torch.equal(result.masks[0], test.labels[0])
     assert result.start_fraction.tolist() == [116 / 256] and result.iteration.tolist() == [4]
@@ -69,17 +71,17 @@ def test_oracle_finds_the_iteration_whose_mask_is_the_lesion() -> None:
 def test_oracle_cap_is_counted_and_limits_work() -> None:
     method, test = _case()
     config = OracleConfig(start_fractions=(116 / 256,), tau_step=STEP, tau_max=19.5 * STEP, max_iterations=3)
-    result = human_ai_oracle(method, test, config=config)
+    result = human_ai_oracle(method.refinement_model(), test, dice_per_image, config=config)
     # stopped before step 4: the best mask is still lesion + 100 normal pixels (Dice 32 / 132)
     assert result.dice.tolist() == [pytest.approx(32 / 132)]
     assert result.nfe.tolist() == [4] and result.capped.tolist() == [1]
 
 
 def test_oracle_needs_the_masked_model() -> None:
-    spat = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0), variant="-spat")
+    spat = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0), layout="-spat")
     assert isinstance(spat, IterMask2)
     with pytest.raises(ValueError, match="needs the masked model"):
-        human_ai_oracle(spat, _case()[1])
+        human_ai_oracle(spat.refinement_model(), _case()[1], dice_per_image)
 
 
 def test_oracle_in_tau_units_equals_the_absolute_search() -> None:
@@ -88,9 +90,47 @@ def test_oracle_in_tau_units_equals_the_absolute_search() -> None:
     method, test = _case()
     method.tau = 4 * STEP
     config = OracleConfig(start_fractions=(116 / 256,), tau_step=0.25, tau_max=19.5 / 4, units="tau")
-    result = human_ai_oracle(method, test, config=config)
+    result = human_ai_oracle(method.refinement_model(), test, dice_per_image, config=config)
     assert result.dice.tolist() == [1.0] and result.iteration.tolist() == [4]
     assert result.nfe.tolist() == [1 + 16]
     method.tau = None
     with pytest.raises(RuntimeError, match="calibrated"):
-        human_ai_oracle(method, test, config=config)
+        human_ai_oracle(method.refinement_model(), test, dice_per_image, config=config)
+
+
+def test_oracle_takes_its_dice_function_as_an_argument() -> None:
+    """The search scores with the function it is given: a Dice that is 0 everywhere keeps the first mask."""
+    method, test = _case()
+    config = OracleConfig(start_fractions=(116 / 256,), tau_step=STEP, tau_max=19.5 * STEP)
+    calls = []
+
+    def zero(pred: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+        calls.append(pred.shape[0])
+        return torch.zeros(pred.shape[0], dtype=torch.float64)
+
+    result = human_ai_oracle(method.refinement_model(), test, zero, config=config)
+    assert result.dice.tolist() == [0.0] and result.iteration.tolist() == [0] and len(calls) == 1 + 16
+
+
+def test_package_dice_equals_the_benchmark_dice() -> None:
+    """Hand counts (both empty -> 1, one empty -> 0, outside the brain ignored) and random masks, soft brains."""
+    pred = torch.zeros(4, 4, 4, dtype=torch.bool)
+    labels = torch.zeros(4, 4, 4)
+    brain = torch.ones(4, 4, 4)
+    pred[1, 0, :2] = True  # image 1: prediction only -> 0
+    labels[2, 0, :2] = 1.0  # image 2: label only -> 0
+    pred[3, 0, :3] = True  # image 3: TP 2, FP 1 (one more outside the brain), FN 1 -> 4 / 6
+    labels[3, 0, 1:4] = 1.0
+    pred[3, 3, 3] = True
+    brain[3, 3, 3] = 0.0
+    assert dice_per_image(pred, labels, brain).tolist() == [1.0, 0.0, 0.0, pytest.approx(4 / 6)]
+    g = torch.Generator().manual_seed(0)
+    pred = torch.rand(20, 16, 16, generator=g) > 0.7
+    labels = (torch.rand(20, 16, 16, generator=g) > 0.8).float()
+    brain = torch.rand(20, 16, 16, generator=g).clamp_min(0.3) * (torch.rand(20, 16, 16, generator=g) > 0.2)
+    labels[:3] = 0.0
+    pred[:2] = False  # two both-empty images
+    ours = dice_per_image(pred, labels, brain)
+    theirs = benchmark.metrics.dice_per_image(pred, labels, brain)
+    assert ours.dtype == theirs.dtype == torch.float64 and torch.equal(ours, theirs)
+    assert ours[:2].tolist() == [1.0, 1.0]

@@ -1,18 +1,20 @@
-"""Timing harness (benchmark/timing.py), FLOP counting, the official-style IterMask² loop and the cost table."""
+"""Timing harness (benchmark/timing.py, the timer of methods/measure.py), FLOP counting, the official-style
+IterMask² loop, the methods' cost studies and the cost table."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
 import benchmark.timing as timing
 from benchmark.flops import count_flops
 from benchmark.timing import Timer, TimingOptions, TimingStats, peak_memory_mb, run_timing, time_inference
-from methods import MethodContext, create_method
-from methods.itermask2_inference import RefinementConfig, iterative_refinement
-from reports.cost import cost_table, write_cost_report
+from methods import MethodContext, create_method, measure
+from methods.itermask2.inference import RefinementConfig, iterative_refinement
+from reports.cost import cost_table, record_sections, write_cost_report
 from tests.tiny_config import compose_tiny
 from tests.toy_data import toy_slices
 
@@ -61,13 +63,21 @@ def test_timing_stats_on_a_known_sequence() -> None:
 
 def test_cpu_timer_warms_up_then_times_each_repeat(monkeypatch) -> None:
     clock = iter([0.0, 0.5, 1.0, 3.0, 10.0, 10.25])  # start/end pairs: 0.5 s, 2 s, 0.25 s
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
     calls = []
     stats = Timer(torch.device("cpu")).repeat(lambda: calls.append(1), repeats=2, warmup=1)
     assert len(calls) == 3
     assert stats.samples == (2.0, 0.25)  # the warm-up call (0.5 s) is not a sample
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         Timer(torch.device("cpu")).repeat(lambda: None, repeats=0)
+    assert timing.Timer is measure.Timer and timing.TimingStats is measure.TimingStats  # one timer, in methods
+
+
+def test_timer_defaults_are_the_runs_repeats_and_warmup() -> None:
+    calls = []
+    stats = Timer(torch.device("cpu"), repeats=3, warmup=2).repeat(lambda: calls.append(1))
+    assert len(stats.samples) == 3 and len(calls) == 5
+    assert len(Timer(torch.device("cpu"), repeats=3, warmup=2).repeat(lambda: None, repeats=1, warmup=0).samples) == 1
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -187,6 +197,13 @@ def test_timing_command_writes_cost_rows_for_every_method(timing_run) -> None:
 def test_timing_run_compares_itermask2_loops_and_counts_flops(timing_run) -> None:
     _, _, store = timing_run
     rows = store.rows()
+    # only the method with a cost study wrote study rows, one store entry per (record, cell)
+    study = rows[~rows["record"].isin(["method_cost", "throughput"])]
+    assert set(study["method_key"]) == {"itermask2"} and study["title"].notna().all()
+    assert set(study["record"]) == {"itermask2_loops", "itermask2_mask_share", "forward_flops"}
+    (cell,) = set(study["cell"])
+    keys = set(store.rows(["itermask2_loops__" + cell])["record"])
+    assert keys == {"itermask2_loops"}
     loops = rows[rows["record"] == "itermask2_loops"].iloc[0]
     assert bool(loops["identical_outputs"])
     assert loops["nfe_official_style"] == loops["nfe_max"] >= loops["nfe_active_set"]
@@ -213,6 +230,21 @@ def test_cost_report_files(timing_run) -> None:
     assert "active-set loop vs official-style" in text and "Distance to the compute limit" in text
     for suffix in ("md", "tex", "csv"):
         assert (tmp_path / "report" / f"cost.{suffix}").exists()
+
+
+def test_cost_report_renders_any_record_generically() -> None:
+    rows = pd.DataFrame([
+        {"record": "method_cost", "status": "ok", "method_label": "X"},
+        {"record": "study_b", "title": "Second study", "value": 2.0, "experiment": "e", "commit": "c"},
+        {"record": "study_a", "title": "First study", "value": 1.0},
+        {"record": "study_b", "title": "Second study", "value": 3.0},
+        {"record": "untitled", "value": 4.0},
+    ])  # fmt: skip
+    text = "\n".join(record_sections(rows))
+    assert text.index("## Second study") < text.index("## First study") < text.index("## untitled")
+    assert text.count("## ") == 3 and "method_cost" not in text and "| value |" in text
+    second = text[text.index("## Second study"): text.index("## First study")]
+    assert "| 2 |" in second and "| 3 |" in second and "commit" not in second and "title" not in second
 
 
 def test_unknown_timing_option_is_a_clear_error(tmp_path, shared_data_dir) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from tests.conftest import TINY_SYNTHETIC_SUBJECTS
 
@@ -28,3 +28,13 @@ def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
     ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=[*base, *overrides])
+
+
+def method_config(path: Path) -> dict:
+    """A ``configs/method/*.yaml`` file composed by Hydra (its ``defaults`` list applied, e.g. an IterMask²
+    ablation inheriting ``itermask2.yaml``), as a plain dict."""
+    with initialize_config_dir(config_dir=str(Path(path).resolve().parent), version_base="1.3"):
+        cfg = compose(config_name=Path(path).stem)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    return container

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from benchmark.metrics import compute_metrics
-from methods.frequency import high_pass, scaled_radius
-from methods.itermask2_inference import RefinementConfig, iterative_refinement
-from methods.masks import MaskConfig, random_training_masks
+from methods.itermask2.frequency import high_pass, scaled_radius
+from methods.itermask2.inference import RefinementConfig, iterative_refinement
+from methods.itermask2.masks import MaskConfig, random_training_masks
 from methods.nets.unet import UNet, UNetConfig
 from tests.toy_data import toy_slices
 

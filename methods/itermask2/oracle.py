@@ -10,21 +10,25 @@ prediction (it is deliberately not ``predict``) and every report must label it a
 
 Differences from the official code: images whose threshold reached ``tau_max`` (or whose mask is empty)
 leave the batch; a per-start iteration cap (``max_iterations``) is counted; noise is seeded per slice.
+
+The search gets the trained model as callables (:class:`~methods.itermask2.inference.RefinementModel`) and
+its per-image Dice as an argument (:data:`DiceFn`); :func:`dice_per_image` is the package's own, the same
+conventions as the benchmark's (checked by a test).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
-from benchmark.metrics import dice_per_image
 from datasets.slices import SliceSet
-from methods.itermask2_inference import fill_with_noise, first_step_mask
+from methods.itermask2.inference import RefinementModel, fill_with_noise, first_step_mask
 
-if TYPE_CHECKING:  # methods.itermask2 imports this module (IterMask2.human_ai_segmentation)
-    from methods.itermask2 import IterMask2
+#: ``dice(pred [N, H, W] bool, labels [N, H, W], brain [N, H, W]) -> float64 CPU [N]``
+DiceFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 ORACLE_LABEL = "human–AI oracle (per-image best iteration chosen with test labels)"
 
@@ -81,27 +85,39 @@ class OracleResult:
         return float(self.dice.mean()) if self.dice.numel() else float("nan")
 
 
+def dice_per_image(pred: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+    """Per-image Dice of ``pred`` restricted to ``brain > 0`` against ``labels > 0``, float64 CPU ``[N]``:
+    2TP / (2TP + FP + FN); both masks empty -> 1, exactly one empty -> 0 (the benchmark's conventions)."""
+    p = (pred > 0) if pred.dtype != torch.bool else pred
+    y = ((labels > 0) if labels.dtype != torch.bool else labels).to(p.device)
+    p = p & (brain > 0).to(p.device)
+    tp = (p & y).flatten(1).sum(1).cpu().double()
+    wrong = ((p & ~y) | (~p & y)).flatten(1).sum(1).cpu().double()
+    den = 2 * tp + wrong
+    return torch.where(den > 0, 2 * tp / den.clamp(min=1), torch.ones_like(den))
+
+
 def human_ai_oracle(
-    method: IterMask2, test: SliceSet, batch_size: int = 32, config: OracleConfig = OracleConfig()
+    model: RefinementModel, test: SliceSet, dice: DiceFn, batch_size: int = 32, config: OracleConfig = OracleConfig()
 ) -> OracleResult:
     """Per-image best Dice of the iterative shrinking with test-label selection (an oracle, see module doc)."""
-    if not method.uses_refinement:
-        raise ValueError(f"{method.display_name}: the human–AI oracle needs the masked model f2 (not -spat)")
-    parts = [_oracle_batch(method, batch.to(method.device), config) for batch in test.batches(batch_size)]
+    if not model.uses_refinement:
+        raise ValueError(f"{model.name}: the human–AI oracle needs the masked model f2 (not -spat)")
+    parts = [_oracle_batch(model, batch.to(model.device), dice, config) for batch in test.batches(batch_size)]
     if not parts:
         raise ValueError("human_ai_oracle: the test split is empty")
     return OracleResult(*(torch.cat([p[i] for p in parts]) for i in range(6)))
 
 
 @torch.inference_mode()
-def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> tuple[torch.Tensor, ...]:
-    method._eval()
-    x = batch.channel(method.context.modality)
-    x_s = method.high_pass(x)
+def _oracle_batch(model: RefinementModel, batch: SliceSet, dice_fn: DiceFn, config: OracleConfig) -> tuple[torch.Tensor, ...]:
+    assert model.masked_model is not None
+    x = batch.channel(model.modality)
+    x_s = model.high_pass(x)
     region = batch.brain > 0
     fill_weight = batch.brain.clamp(0.0, 1.0)
-    first_error = (method.first_iteration(x_s) - x).square() * region
-    unit = _threshold_unit(method, config)
+    first_error = (model.first_iteration(x_s) - x).square() * region
+    unit = _threshold_unit(model, config)
     tau_step, tau_max = config.tau_step * unit, config.tau_max * unit
     b = x.shape[0]
     best = torch.full((b,), -1.0, dtype=torch.float64)
@@ -112,7 +128,7 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
     capped = torch.zeros(b, dtype=torch.long)
 
     def score(masks: torch.Tensor, index: torch.Tensor, start: float, iteration: int) -> None:
-        dice = dice_per_image(masks, batch.labels[index], batch.brain[index])
+        dice = dice_fn(masks, batch.labels[index], batch.brain[index])
         better = dice > best[index.cpu()]
         idx = index.cpu()[better]
         best[idx] = dice[better]
@@ -124,7 +140,7 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
         mask = first_step_mask(first_error, region, start)
         # the first-step threshold: the largest in-brain error left unmasked
         threshold = torch.where(region & ~mask, first_error, torch.zeros_like(first_error)).flatten(1).amax(1)
-        noise = method.slice_noise(batch, salt=f"oracle{start}")
+        noise = model.slice_noise(batch, f"oracle{start}")
         every = torch.arange(b, device=x.device)
         score(mask, every, start, 0)
         active = every[(threshold < tau_max) & mask.flatten(1).any(1)]
@@ -133,7 +149,7 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
                 break
             m = mask[active]
             x_in = fill_with_noise(x[active], m * fill_weight[active], noise(active))
-            prediction = method.masked_model(x_in, x_s[active])
+            prediction = model.masked_model(x_in, x_s[active])
             nfe[active.cpu()] += 1
             shrunk = ((prediction - x[active]).square() > threshold[active, None, None]) & m
             size = m.flatten(1).sum(1)
@@ -146,10 +162,10 @@ def _oracle_batch(method: IterMask2, batch: SliceSet, config: OracleConfig) -> t
     return best, best_mask, best_start, best_iteration, nfe, capped
 
 
-def _threshold_unit(method: IterMask2, config: OracleConfig) -> float:
+def _threshold_unit(model: RefinementModel, config: OracleConfig) -> float:
     """1 for absolute thresholds; the calibrated τ when ``tau_step`` / ``tau_max`` are multiples of it."""
     if config.units == "absolute":
         return 1.0
-    if method.tau is None:
+    if model.tau is None:
         raise RuntimeError("itermask2 oracle: units='tau' needs a calibrated τ; call calibrate(val) first")
-    return float(method.tau)
+    return float(model.tau)

@@ -1,5 +1,6 @@
-"""IterMask² diagnosis (benchmark/itermask2_diagnosis.py): mask overlaps by hand, the f1 map equal to the
--spat method's map on the same weights, the first-step share, and the command end to end on tiny data."""
+"""Method diagnoses: IterMask²'s (methods/itermask2/diagnosis.py, the ``diagnose`` hook) with mask overlaps by
+hand, the f1 map equal to the -spat method's map on the same weights, the first-step share; and the generic
+command (benchmark/diagnose.py) end to end on tiny data."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 
 import torch
 
-from benchmark.itermask2_diagnosis import diagnose, mask_trajectory, run_diagnosis, score_map
+import pytest
+
+from benchmark.diagnose import has_diagnosis, run_diagnosis, standard_map_scores
 from benchmark.predict import predict_split
 from methods import MethodContext, create_method
+from methods.itermask2.diagnosis import diagnose, mask_trajectory, score_map
 from tests.tiny_config import compose_tiny
 from tests.toy_data import toy_slices
 
@@ -34,12 +38,12 @@ def test_diagnosis_f1_map_is_the_spat_map_and_first_step_masks_sixty_percent() -
     context = MethodContext("flair", 32, torch.device("cpu"), seed=0, available_modalities=test.modalities)
     full = create_method("itermask2", context, net="small")
     full.calibrate(val)  # untrained networks: the checks below hold for any weights
-    result = diagnose(full, val, test, batch_size=4)
+    result = diagnose(full.refinement_model(), val, test, batch_size=4, score_maps=standard_map_scores)
 
-    spat = create_method("itermask2", context, variant="-spat", net="small")
+    spat = create_method("itermask2", context, layout="-spat", net="small")
     spat.f1.load_state_dict(full.f1.state_dict())
     spat_maps = predict_split(spat, test, batch_size=5).anomaly_maps
-    expected = score_map("spat", spat_maps, test)
+    expected = score_map("spat", spat_maps, test, standard_map_scores)
     assert abs(result.maps[0].dice - expected.dice) < 1e-9 and abs(result.maps[0].auroc - expected.auroc) < 1e-9
 
     n_brain = (test.brain > 0).flatten(1).sum(1).double()
@@ -51,6 +55,21 @@ def test_diagnosis_f1_map_is_the_spat_map_and_first_step_masks_sixty_percent() -
     assert len(whole) == 1 and abs(whole[0].brain_share - 1.0) < 1e-9
     assert 0.0 <= result.healthy_final_mask_share <= 0.6 + 1e-9
 
+    # the hook: the same numbers as a JSON-able record with its markdown; none for -spat
+    record = full.diagnose(val, test, 4, standard_map_scores)
+    assert record is not None and record["maps"][0]["dice"] == result.maps[0].dice
+    assert record["trajectory"][0]["brain_share"] == result.trajectory[0].brain_share
+    assert "| iteration | lesion recall |" in record["markdown"] and json.dumps(record)
+    assert spat.diagnose(val, test, 4, standard_map_scores) is None
+    unscored = full.diagnose(val, test, 4)
+    assert unscored is not None and unscored["maps"] == [] and "not scored" in unscored["markdown"]
+    with pytest.raises(ValueError, match="not -spat"):
+        diagnose(spat.refinement_model(), val, test)
+
+
+def test_only_methods_with_the_hook_are_diagnosed() -> None:
+    assert has_diagnosis("itermask2") and not has_diagnosis("ae") and not has_diagnosis("ddpm")
+
 
 def test_diagnosis_command_writes_its_report(tmp_path, shared_data_dir) -> None:
     cfg = compose_tiny(
@@ -59,7 +78,8 @@ def test_diagnosis_command_writes_its_report(tmp_path, shared_data_dir) -> None:
     )  # fmt: skip
     text = run_diagnosis(cfg)
     report = tmp_path / "default" / "report"
-    assert (report / "itermask2_diagnosis.md").read_text() == text
-    records = json.loads((report / "itermask2_diagnosis.json").read_text())
+    assert (report / "diagnosis.md").read_text() == text
+    records = json.loads((report / "diagnosis.json").read_text())
     (record,) = records.values()
     assert record["train_steps"] == 3 and len(record["maps"]) == 2 and record["trajectory"]
+    assert record["method_label"] == "IterMask²" and record["markdown"] in text

@@ -7,6 +7,9 @@
 * :func:`pooled_tau`: τ as the pooled percentile of masked-pixel errors (the official ``kthvalue`` rule).
 * :class:`SliceNoise`: fresh N(0, 1) noise per iteration from one generator per slice, seeded from the
   method's seed and the slice's identity, so a slice's result does not depend on its batch.
+* :class:`RefinementModel`: a trained, calibrated IterMask² as callables (networks, high-pass, the full
+  inference step, noise), what the oracle, the figures, the diagnosis and the cost study take instead of the
+  method object (``IterMask2.refinement_model()`` builds it).
 
 The networks are callables so that tests can drive the loop with stubs whose errors they control.
 """
@@ -17,8 +20,13 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from datasets.slices import SliceSet
+    from methods.itermask2.masks import MaskConfig
 
 #: ``f2(x_in [b, H, W], x_s [b, H, W]) -> reconstruction [b, H, W]``
 MaskedModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -197,3 +205,42 @@ class SliceNoise:
     def __call__(self, indices: torch.Tensor) -> torch.Tensor:
         fields = [torch.randn(self.shape, generator=self.generators[int(i)], device=self.device) for i in indices]
         return torch.stack(fields) if fields else torch.empty(0, *self.shape, device=self.device)
+
+
+#: ``refine(batch, record_history, keep_converged) -> (x [B, H, W], result)``: the full inference on one batch
+#: (already on the model's device)
+RefineStep = Callable[["SliceSet", bool, bool], "tuple[torch.Tensor, RefinementResult]"]
+
+
+@dataclass(frozen=True)
+class RefinementModel:
+    """A trained IterMask² as plain callables and constants (networks in eval mode; no method object).
+
+    Attributes:
+        name: display name for messages and figure titles.
+        modality: the input channel read from a :class:`~datasets.slices.SliceSet`.
+        device: where batches must be for the callables.
+        high_pass: ``x [b, H, W] -> x_s [b, H, W]``.
+        first_iteration: f1, ``x_s [b, H, W] -> reconstruction [b, H, W]``.
+        masked_model: f2 (see :data:`MaskedModel`); None for ``-spat`` (no iterative refinement).
+        refine: the full inference on a batch (see :data:`RefineStep`); None without f2.
+        slice_noise: ``(batch, salt) -> NoiseSource``, per-slice seeded noise.
+        tau: the calibrated shrink threshold, None before calibration.
+        mask_config: the training-mask generator's settings (τ is calibrated on such masks).
+    """
+
+    name: str
+    modality: str
+    device: torch.device
+    high_pass: Callable[[torch.Tensor], torch.Tensor]
+    first_iteration: Callable[[torch.Tensor], torch.Tensor]
+    masked_model: MaskedModel | None
+    refine: RefineStep | None
+    slice_noise: Callable[["SliceSet", str], NoiseSource]
+    tau: float | None
+    mask_config: "MaskConfig"
+
+    @property
+    def uses_refinement(self) -> bool:
+        """False for ``-spat`` (single-step map, no f2, no τ)."""
+        return self.masked_model is not None

@@ -1,20 +1,23 @@
 """IterMask² (Liang, Guo, Noble, Kamnitsas, MICCAI 2024): iterative spatial mask refinement guided by a
-high-frequency image. Spec: ``/work/shared/spec/itermask2.md``.
+high-frequency image. Spec: ``/work/shared/spec/itermask2.md`` (summary: ``methods/itermask2/README.md``).
 
 Two UNets trained on healthy slices only: f1 reconstructs the slice from its high-pass image ``x_s``
-(:mod:`methods.frequency`); f2 reconstructs it from a randomly masked, noise-filled copy plus ``x_s``
-(:mod:`methods.masks`). Inference (:mod:`methods.itermask2_inference`) masks the top 60 % of f1's in-brain
+(:mod:`methods.itermask2.frequency`); f2 reconstructs it from a randomly masked, noise-filled copy plus ``x_s``
+(:mod:`methods.itermask2.masks`). Inference (:mod:`methods.itermask2.inference`) masks the top 60 % of f1's in-brain
 error, then repeatedly lets f2 reconstruct the masked region and unmasks every pixel whose error falls
 under τ (a percentile of f2's masked-pixel error on healthy validation slices) until the mask stops
 shrinking. The anomaly map is the squared error of the last reconstruction.
 
-Variants (paper Table 3): ``-freq`` trains and runs f2 without the ``x_s`` channel (iteration 1 unchanged);
-``-spat`` is f1's single-step reconstruction error (no f2, no τ, one NFE). A free row label (e.g. "τ p60" in
-a sweep) is allowed as the variant when ``ablation`` names the network layout.
+Layouts (``params.layout``, paper Table 3): ``default``; ``-freq`` trains and runs f2 without the ``x_s``
+channel (iteration 1 unchanged); ``-spat`` is f1's single-step reconstruction error (no f2, no τ, one NFE).
+The row label is the config's ``label``, not the layout.
 
-Hooks used by the runner: :meth:`IterMask2.human_ai_segmentation` (the ORACLE "human–AI" mode of
-:mod:`methods.itermask2_oracle`), :meth:`IterMask2.diagnostic_figures` (:mod:`methods.itermask2_figure`)
-and :meth:`IterMask2.inference_stats` (capped images, mean NFE).
+Hooks used by the runner and the commands: :meth:`IterMask2.human_ai_segmentation` (the ORACLE "human–AI"
+mode of :mod:`methods.itermask2.oracle`), :meth:`IterMask2.diagnostic_figures`
+(:mod:`methods.itermask2.figures`), :meth:`IterMask2.inference_stats` (capped images, mean NFE),
+:meth:`IterMask2.diagnose` (:mod:`methods.itermask2.diagnosis`) and :meth:`IterMask2.cost_studies`
+(:mod:`methods.itermask2.cost`). Those modules get the trained model as callables
+(:meth:`IterMask2.refinement_model`), never the method object.
 """
 
 from __future__ import annotations
@@ -22,29 +25,35 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from datasets.slices import SliceSet
-from methods.base import AnomalyMethod, MethodContext, MethodOutput, TrainBudget, TrainLog, register
-from methods.frequency import DEFAULT_RADIUS, RADIUS_REFERENCE_SIZE, high_pass, scaled_radius
-from methods.itermask2_figure import shrinking_figure
-from methods.itermask2_inference import (
+from datasets.slices import SliceSet, Splits
+from methods.base import AnomalyMethod, MapScorer, MethodContext, MethodOutput, TrainBudget, TrainLog, register
+from methods.itermask2.cost import study_rows
+from methods.itermask2.diagnosis import diagnose, diagnosis_markdown
+from methods.itermask2.figures import shrinking_figure
+from methods.itermask2.frequency import DEFAULT_RADIUS, RADIUS_REFERENCE_SIZE, high_pass, scaled_radius
+from methods.itermask2.inference import (
     RefinementConfig,
+    RefinementModel,
     RefinementResult,
     SliceNoise,
     fill_with_noise,
     iterative_refinement,
     pooled_tau,
 )
-from methods.itermask2_oracle import OracleConfig, human_ai_oracle
-from methods.masks import MaskConfig, MaskSampling, random_training_masks
+from methods.itermask2.masks import MaskConfig, MaskSampling, random_training_masks
+from methods.itermask2.oracle import OracleConfig, dice_per_image, human_ai_oracle
 from methods.nets.unet import UNet, UNetConfig
 from methods.training import train_networks, validation_loss
 
-VARIANTS = ("default", "-freq", "-spat")  # network layouts (paper Table 3)
+if TYPE_CHECKING:
+    from methods.measure import Timer
+
+LAYOUTS = ("default", "-freq", "-spat")  # network layouts (paper Table 3)
 
 
 @dataclass
@@ -66,7 +75,7 @@ class RefinementStats:
 
 @register("itermask2")
 class IterMask2(AnomalyMethod):
-    """IterMask² and its ablations ``-freq`` / ``-spat`` (see the module docstring)."""
+    """IterMask² and its ablations ``-freq`` / ``-spat`` (``layout``; see the module docstring)."""
 
     label = "IterMask²"
     deviations = (
@@ -92,7 +101,7 @@ class IterMask2(AnomalyMethod):
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "default",
+        layout: str = "default",
         net: str | Mapping[str, Any] = "small",
         radius: float = DEFAULT_RADIUS,
         radius_reference_size: int | None = RADIUS_REFERENCE_SIZE,
@@ -104,21 +113,15 @@ class IterMask2(AnomalyMethod):
         min_shrink: float = 0.01,
         max_iterations: int = 100,
         calibration_batch_size: int = 32,
-        ablation: str | None = None,
         oracle: Mapping[str, Any] | bool | None = None,
         **params: Any,
     ) -> None:
-        """``ablation``: the network layout (one of :data:`VARIANTS`); None = ``variant`` names it, otherwise
-        ``variant`` is a free row label. ``oracle``: the human–AI search space (fields of
-        :class:`~methods.itermask2_oracle.OracleConfig`); None/True = official defaults, False = no oracle."""
-        layout = variant if ablation is None else ablation
-        if layout not in VARIANTS:
-            raise ValueError(
-                f"itermask2: unknown variant {layout!r}; expected one of {', '.join(VARIANTS)} "
-                "(or any label with params.ablation set to one of them)"
-            )
-        super().__init__(context, variant, **params)
-        self.ablation = layout
+        """``layout``: the network layout, one of :data:`LAYOUTS`. ``oracle``: the human–AI search space (fields
+        of :class:`~methods.itermask2.oracle.OracleConfig`); None/True = official defaults, False = no oracle."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"itermask2: unknown layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+        super().__init__(context, **params)
+        self.layout = layout
         if not 0.0 <= tau_percentile <= 100.0:
             raise ValueError(f"itermask2: tau_percentile must lie in [0, 100], got {tau_percentile}")
         self.net_config = UNetConfig.preset(net) if isinstance(net, str) else UNetConfig(
@@ -139,6 +142,11 @@ class IterMask2(AnomalyMethod):
         self.stats = RefinementStats()
 
     # ------------------------------------------------------------------ pieces shared by fit / predict
+    @property
+    def display_name(self) -> str:
+        """``IterMask²``, ``IterMask² -freq`` or ``IterMask² -spat`` (messages, progress bars, figure titles)."""
+        return self.label if self.layout == "default" else f"{self.label} {self.layout}"
+
     def networks(self) -> list[torch.nn.Module]:
         return [self.f1] if self.f2 is None else [self.f1, self.f2]
 
@@ -155,7 +163,7 @@ class IterMask2(AnomalyMethod):
         """f2 on ``[b, H, W]`` inputs → ``[b, H, W]`` (``-freq``: without the ``x_s`` channel)."""
         if self.f2 is None:
             raise RuntimeError("itermask2 -spat has no masked model f2")
-        channels = [x_in] if self.ablation == "-freq" else [x_in, x_s]
+        channels = [x_in] if self.layout == "-freq" else [x_in, x_s]
         return self.f2(torch.stack(channels, dim=1))[:, 0]
 
     def first_iteration(self, x_s: torch.Tensor) -> torch.Tensor:
@@ -186,7 +194,7 @@ class IterMask2(AnomalyMethod):
         """
         identity: dict[str, Any] = {
             "family": "itermask2",
-            "layout": self.ablation,
+            "layout": self.layout,
             "net": asdict(self.net_config),
             "radius": self.radius,
             "low_band_amplitude": self.low_band_amplitude,
@@ -290,18 +298,60 @@ class IterMask2(AnomalyMethod):
         ``n_capped`` (images stopped by the iteration cap), ``capped_fraction``, ``nfe_mean``."""
         return self.stats.as_row()
 
+    def refinement_model(self) -> RefinementModel:
+        """The trained networks (put in eval mode) and the calibrated τ as callables and constants: what the
+        oracle, the figures, the diagnosis and the cost study take (they never see the method object)."""
+        self._eval()
+        return RefinementModel(
+            name=self.display_name,
+            modality=self.context.modality,
+            device=self.device,
+            high_pass=self.high_pass,
+            first_iteration=self.first_iteration,
+            masked_model=self.masked_model if self.f2 is not None else None,
+            refine=self._refine_step if self.f2 is not None else None,
+            slice_noise=self.slice_noise,
+            tau=self.tau,
+            mask_config=self.mask_config,
+        )
+
+    def _refine_step(self, batch: SliceSet, record_history: bool, keep_converged: bool) -> tuple[torch.Tensor, RefinementResult]:
+        return self.refine(batch, record_history=record_history, keep_converged=keep_converged)
+
     def human_ai_segmentation(self, test: SliceSet) -> torch.Tensor | None:
         """Per image the best mask of the human–AI search (an ORACLE: reads ``test.labels``); None for
         ``-spat`` or when ``params.oracle`` is false."""
         if not self.uses_refinement or self.oracle_config is None:
             return None
-        return human_ai_oracle(self, test, self.calibration_batch_size, self.oracle_config).masks
+        model = self.refinement_model()
+        return human_ai_oracle(model, test, dice_per_image, self.calibration_batch_size, self.oracle_config).masks
 
     def diagnostic_figures(self, slices: SliceSet, out_dir: Path) -> list[Path]:
         """The mask-shrinking figure of ``slices`` (PNG + PDF); none for ``-spat`` (no iterations)."""
         if not self.uses_refinement:
             return []
-        return shrinking_figure(self, slices, Path(out_dir) / "itermask2_shrinking")
+        return shrinking_figure(self.refinement_model(), slices, Path(out_dir) / "itermask2_shrinking")
+
+    def diagnose(
+        self, val: SliceSet, test: SliceSet, batch_size: int, score_maps: MapScorer | None = None
+    ) -> dict[str, Any] | None:
+        """Where the masks go over the iterations, f2 on healthy tissue under inference-sized masks, f1's
+        single-step map beside the final one (:mod:`methods.itermask2.diagnosis`); None for ``-spat``."""
+        if not self.uses_refinement:
+            return None
+        result = diagnose(self.refinement_model(), val, test, batch_size, score_maps)
+        return asdict(result) | {"markdown": diagnosis_markdown(result)}
+
+    def cost_studies(
+        self, splits: Splits, batch_size: int, train_step_ms: float, timer: Timer, *, train_batch_size: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Active-set vs official-style loop on the first ``batch_size`` test slices, training-mask share of a
+        train step (``train_step_ms`` at ``train_batch_size``), UNet forward FLOPs at the default and paper
+        sizes (:mod:`methods.itermask2.cost`); none for ``-spat``."""
+        if not self.uses_refinement:
+            return []
+        return study_rows(self.refinement_model(), splits, batch_size, train_batch_size or batch_size, train_step_ms,
+                          timer, seed=self.context.seed)
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"f1": self.f1.state_dict(), "tau": self.tau, "tau_percentile": self.tau_percentile}
@@ -313,7 +363,7 @@ class IterMask2(AnomalyMethod):
         self.f1.load_state_dict(state["f1"])
         if self.f2 is not None:
             if "f2" not in state:
-                raise KeyError(f"itermask2 {self.variant}: the saved state has no f2 (saved from a -spat run?)")
+                raise KeyError(f"itermask2 {self.layout}: the saved state has no f2 (saved from a -spat run?)")
             self.f2.load_state_dict(state["f2"])
         # networks trained at any τ percentile load (a τ sweep trains once); a τ calibrated at another
         # percentile is dropped, so predict asks for calibrate(val) instead of using the wrong τ

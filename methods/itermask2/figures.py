@@ -1,19 +1,17 @@
 """Figure of IterMask²'s mask shrinking (issue 3): per test slice, the input, its label, the mask after
-every iteration and the final anomaly map. Plotting only; the masks come from :meth:`IterMask2.refine`.
-Used by :meth:`IterMask2.diagnostic_figures` (the runner writes it once per cell)."""
+every iteration and the final anomaly map. Plotting only; the masks come from the model's ``refine`` step
+(:class:`~methods.itermask2.inference.RefinementModel`). Used by :meth:`IterMask2.diagnostic_figures` (the
+runner writes it once per cell)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.figure import Figure  # no pyplot: renders with Agg, leaves the user's backend alone
 
 from datasets.slices import SliceSet
-
-if TYPE_CHECKING:  # methods.itermask2 imports this module (IterMask2.diagnostic_figures)
-    from methods.itermask2 import IterMask2
+from methods.itermask2.inference import RefinementModel
 
 MAX_MASK_COLUMNS = 8
 
@@ -21,17 +19,17 @@ MAX_MASK_COLUMNS = 8
 FORMATS = ("png", "pdf")
 
 
-def shrinking_figure(method: IterMask2, slices: SliceSet, path: Path | str, title: str = "") -> list[Path]:
+def shrinking_figure(model: RefinementModel, slices: SliceSet, path: Path | str, title: str = "") -> list[Path]:
     """Write ``path`` as PNG and PDF (suffix replaced) with one row per slice of ``slices`` (keep it to a
     handful); returns the written paths.
 
     Columns: input, label, the masks of up to :data:`MAX_MASK_COLUMNS` iterations (evenly chosen, first
     and last always shown, each titled with its iteration and masked share of the brain), final map.
     """
-    if not method.uses_refinement:
-        raise ValueError(f"{method.display_name}: no iterative masks to show (-spat is single-step)")
-    batch = slices.to(method.device)
-    x, result = method.refine(batch, record_history=True)
+    if model.refine is None:
+        raise ValueError(f"{model.name}: no iterative masks to show (-spat is single-step)")
+    batch = slices.to(model.device)
+    x, result = model.refine(batch, True, False)
     history = torch.stack(result.history).cpu()  # [T, B, H, W]; stopped images repeat their final mask
     steps = _chosen_steps(len(history))
     anomaly = ((result.reconstruction - x).square() * batch.brain.clamp(0, 1)).cpu()
@@ -50,7 +48,7 @@ def shrinking_figure(method: IterMask2, slices: SliceSet, path: Path | str, titl
             ax.imshow(image.numpy(), cmap=cmap)
             ax.set_title(name, fontsize=7)
             ax.axis("off")
-    fig.suptitle(title or f"{method.display_name}: mask shrinking (τ = {method.tau:.3g})", fontsize=9)
+    fig.suptitle(title or f"{model.name}: mask shrinking (τ = {model.tau:.3g})", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

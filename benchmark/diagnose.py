@@ -1,0 +1,85 @@
+"""Method-specific diagnoses: ``python -m benchmark.diagnose [hydra overrides]``.
+
+For every method of the experiment that implements :meth:`~methods.base.AnomalyMethod.diagnose`, in each of the
+experiment's modalities (first seed): train the cell if no checkpoint of its training identity exists, else
+reload it (as the runner does), call ``diagnose(val, test, eval_batch_size, score_maps)`` and keep the record
+when it returns one. Writes ``diagnosis.{md,json}`` to the experiment's report folder and prints the markdown.
+
+    python -m benchmark.diagnose                                   # default experiment, its modalities
+    python -m benchmark.diagnose experiment=table3 experiment.modalities=[flair]
+
+``score_maps`` gives methods the suite's standard map scores (oracle_global mean Dice, pixel AUROC) without
+importing the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from benchmark.config import method_specs
+from benchmark.metrics import pixel_auroc
+from benchmark.runner import Cell, open_run, train_or_load
+from benchmark.thresholds import choose_threshold
+from datasets.slices import SliceSet
+from methods import MethodContext, create_method
+from methods.base import AnomalyMethod, MethodUnavailable, method_class
+
+
+def standard_map_scores(maps: torch.Tensor, slices: SliceSet) -> dict[str, float]:
+    """oracle_global mean Dice (the main table's protocol) and pixel AUROC of ``maps`` on ``slices``."""
+    chosen = choose_threshold("oracle_global", maps, slices.labels, slices.brain, warn_edge=False)
+    return {"dice": chosen.objective, "auroc": pixel_auroc(maps, slices.labels, slices.brain)}
+
+
+def has_diagnosis(name: str) -> bool:
+    """Whether the method registered as ``name`` implements the ``diagnose`` hook (else it is not trained)."""
+    return method_class(name).diagnose is not AnomalyMethod.diagnose
+
+
+def run_diagnosis(cfg: DictConfig) -> str:
+    """Diagnose every method of the experiment that has a diagnosis, in each modality (first seed); write the
+    markdown and JSON to ``paths.report`` and return the markdown."""
+    setup = open_run(cfg)
+    splits = setup.splits
+    seed = int(cfg.seeds[0])
+    sections, records = [], {}
+    for modality in cfg.experiment.modalities:
+        context = MethodContext(modality, splits.test.image_size[0], setup.device, seed, splits.test.modalities,
+                                progress=bool(cfg.progress))  # fmt: skip
+        for spec in method_specs(cfg):
+            if not has_diagnosis(spec.name):
+                continue
+            try:
+                method = create_method(spec.name, context, **spec.params)
+                cell = Cell.of(splits, modality, spec, seed)
+                train_log, _ = train_or_load(method, cell, splits, setup.checkpoints, bool(cfg.retrain))
+            except MethodUnavailable:
+                continue
+            record = method.diagnose(splits.val, splits.test, int(cfg.eval_batch_size), standard_map_scores)
+            if record is None:
+                continue
+            title = f"{spec.row_label}: {cell.key} ({train_log.steps} training steps)"
+            sections.append(f"## {title}\n\n{record['markdown']}")
+            records[cell.key] = record | {"method_label": spec.row_label, "train_steps": train_log.steps}
+    if not records:
+        raise ValueError("benchmark.diagnose: no method of the experiment returned a diagnosis")
+    out = Path(cfg.paths.report)
+    out.mkdir(parents=True, exist_ok=True)
+    text = f"# Diagnosis: {cfg.experiment.name}\n\n" + "\n".join(sections)
+    (out / "diagnosis.md").write_text(text)
+    (out / "diagnosis.json").write_text(json.dumps(records, indent=2))
+    return text
+
+
+@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    print(run_diagnosis(cfg))
+
+
+if __name__ == "__main__":
+    main()
