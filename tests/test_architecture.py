@@ -97,3 +97,21 @@ def test_no_import_cycles() -> None:
 @pytest.mark.parametrize("layer", LAYERS)
 def test_every_layer_has_modules(layer: str) -> None:
     assert any(m.split(".")[0] == layer for m in MODULES)
+
+
+@pytest.mark.parametrize("layer", ["benchmark", "reports"])
+def test_generic_layers_name_no_registered_method(layer: str) -> None:
+    """Generic code reaches methods only through the interface and the registry: no registered name appears
+    in its code, strings, comments or file names (method-specific studies live in the method's package)."""
+    import re
+
+    from methods import registered_methods
+
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, registered_methods())) + r")\b")
+    hits = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted((REPO / layer).rglob("*.py"))
+        for number, line in enumerate([path.name, *path.read_text().splitlines()])
+        if pattern.search(line)
+    ]
+    assert hits == []
