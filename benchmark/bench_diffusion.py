@@ -32,16 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
-
+from benchmark.config import method_config
 from benchmark.provenance import device_name, environment
 from benchmark.timing import Timer
 from datasets.slices import SliceSet
 from methods import MethodContext, create_method
 from methods.base import AnomalyMethod
 from methods.nets.denoiser import DenoiserUNet
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "method"
 
 
 class TimedNet(torch.nn.Module):
@@ -78,14 +75,8 @@ def synthetic_batch(n: int, size: int, seed: int = 0) -> SliceSet:
 
 def build(config: str, size: int, device: torch.device) -> tuple[AnomalyMethod, dict[str, Any]]:
     """The method of ``configs/method/<config>.yaml`` with untrained weights, calibrated on synthetic data."""
-    path = CONFIG_DIR / f"{config}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no method config {path}")
-    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    method = create_method(
-        cfg["name"], MethodContext("flair", size, device, seed=0), variant=cfg.get("variant", "default"),
-        **cfg.get("params", {}),
-    )  # fmt: skip
+    cfg = method_config(config)  # inherited defaults merged (e.g. autoddpm.yaml = ddpm.yaml + its own)
+    method = create_method(cfg["name"], MethodContext("flair", size, device, seed=0), **cfg.get("params", {}))
     method.calibrate(synthetic_batch(2, size, seed=1).to(device))
     return method, cfg
 
@@ -160,7 +151,7 @@ class MonaiDenoiser(torch.nn.Module):
 
 def compare_networks(size: int, batch_size: int, repeats: int, device: torch.device) -> list[dict[str, Any]]:
     """Train-step and forward time of diffusers vs MONAI ε-UNets at the DDPM config's architecture."""
-    params = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "ddpm.yaml"), resolve=True)["params"]
+    params = method_config("ddpm")["params"]
     arch = {k: params[k] for k in ("channels", "attention", "layers_per_block", "patch", "norm_groups")}
     rows = []
     for library, net in (("diffusers", DenoiserUNet(size, **arch)), ("monai", MonaiDenoiser(**arch))):

@@ -212,7 +212,7 @@ def run_diagnosis(cfg: DictConfig) -> str:
         for spec in method_specs(cfg):
             if spec.name != "itermask2":
                 continue
-            method = create_method(spec.name, context, variant=spec.variant, **spec.params)
+            method = create_method(spec.name, context, **spec.params)
             if not (isinstance(method, IterMask2) and method.uses_refinement):
                 continue  # -spat: no masks to diagnose
             cell = Cell.of(splits, modality, spec, seed)

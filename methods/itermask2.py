@@ -9,8 +9,8 @@ under τ (a percentile of f2's masked-pixel error on healthy validation slices) 
 shrinking. The anomaly map is the squared error of the last reconstruction.
 
 Variants (paper Table 3): ``-freq`` trains and runs f2 without the ``x_s`` channel (iteration 1 unchanged);
-``-spat`` is f1's single-step reconstruction error (no f2, no τ, one NFE). A free row label (e.g. "τ p60" in
-a sweep) is allowed as the variant when ``ablation`` names the network layout.
+``-spat`` is f1's single-step reconstruction error (no f2, no τ, one NFE). The parameter ``layout`` names the
+variant; the row label is the config's ``label``.
 
 Hooks used by the runner: :meth:`IterMask2.human_ai_segmentation` (the ORACLE "human–AI" mode of
 :mod:`methods.itermask2_oracle`), :meth:`IterMask2.diagnostic_figures` (:mod:`methods.itermask2_figure`)
@@ -92,7 +92,7 @@ class IterMask2(AnomalyMethod):
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "default",
+        layout: str = "default",
         net: str | Mapping[str, Any] = "small",
         radius: float = DEFAULT_RADIUS,
         radius_reference_size: int | None = RADIUS_REFERENCE_SIZE,
@@ -104,20 +104,14 @@ class IterMask2(AnomalyMethod):
         min_shrink: float = 0.01,
         max_iterations: int = 100,
         calibration_batch_size: int = 32,
-        ablation: str | None = None,
         oracle: Mapping[str, Any] | bool | None = None,
         **params: Any,
     ) -> None:
-        """``ablation``: the network layout (one of :data:`VARIANTS`); None = ``variant`` names it, otherwise
-        ``variant`` is a free row label. ``oracle``: the human–AI search space (fields of
+        """``layout``: the network layout (one of :data:`VARIANTS`). ``oracle``: the human–AI search space (fields of
         :class:`~methods.itermask2_oracle.OracleConfig`); None/True = official defaults, False = no oracle."""
-        layout = variant if ablation is None else ablation
         if layout not in VARIANTS:
-            raise ValueError(
-                f"itermask2: unknown variant {layout!r}; expected one of {', '.join(VARIANTS)} "
-                "(or any label with params.ablation set to one of them)"
-            )
-        super().__init__(context, variant, **params)
+            raise ValueError(f"itermask2: unknown layout {layout!r}; expected one of {', '.join(VARIANTS)}")
+        super().__init__(context, **params)
         self.ablation = layout
         if not 0.0 <= tau_percentile <= 100.0:
             raise ValueError(f"itermask2: tau_percentile must lie in [0, 100], got {tau_percentile}")
@@ -313,7 +307,7 @@ class IterMask2(AnomalyMethod):
         self.f1.load_state_dict(state["f1"])
         if self.f2 is not None:
             if "f2" not in state:
-                raise KeyError(f"itermask2 {self.variant}: the saved state has no f2 (saved from a -spat run?)")
+                raise KeyError(f"itermask2 {self.ablation}: the saved state has no f2 (saved from a -spat run?)")
             self.f2.load_state_dict(state["f2"])
         # networks trained at any τ percentile load (a τ sweep trains once); a τ calibrated at another
         # percentile is dropped, so predict asks for calibrate(val) instead of using the wrong τ

@@ -271,7 +271,7 @@ def test_calibrate_pools_masked_errors_over_the_whole_validation_split(monkeypat
 
 
 def _create(variant: str = "default", **params: object) -> IterMask2:
-    method = create_method("itermask2", MethodContext("flair", 32, CPU, seed=0), variant=variant,
+    method = create_method("itermask2", MethodContext("flair", 32, CPU, seed=0), layout=variant,
                            **({"net": TINY_NET, "max_iterations": 8} | params))
     assert isinstance(method, IterMask2)
     return method
@@ -307,7 +307,7 @@ def trained(trained_states):
 def test_variants_build_the_right_networks_and_costs(trained) -> None:
     default = trained()
     assert default.f2 is not None and default.f2.input_conv.in_channels == 2
-    assert default.display_name == "IterMask²" and IterMask2.row_label("-freq") == "IterMask² -freq"
+    assert default.display_name == "IterMask²" and IterMask2.row_label() == "IterMask²"
 
     freq = trained("-freq")
     assert freq.f2 is not None and freq.f2.input_conv.in_channels == 1
@@ -323,13 +323,8 @@ def test_variants_build_the_right_networks_and_costs(trained) -> None:
         expected = (spat.f1(spat.high_pass(x)[:, None])[:, 0] - x).square() * SPLITS.test.brain
     torch.testing.assert_close(out.anomaly_map, expected)
 
-    with pytest.raises(ValueError, match="unknown variant"):
+    with pytest.raises(ValueError, match="unknown layout"):
         _create("-both")
-    labelled = _create("τ p60", ablation="-freq")  # a free row label with an explicit layout
-    assert labelled.display_name == "IterMask² τ p60" and labelled.f2 is not None
-    assert labelled.f2.input_conv.in_channels == 1
-    with pytest.raises(ValueError, match="ablation"):
-        _create("τ p60")
     paper = create_method("itermask2", MethodContext("flair", 32, CPU, 0), net="paper")
     assert isinstance(paper, IterMask2) and paper.net_config == UNetConfig.preset("paper")
 
@@ -386,7 +381,7 @@ def test_training_identity_ignores_inference_settings_only() -> None:
     for inference_only in ({"tau_percentile": 60}, {"keep_fraction": 0.5}, {"min_shrink": 0.05},
                            {"max_iterations": 20}, {"calibration_batch_size": 4}, {"oracle": False}):
         assert _create(**inference_only).training_identity() == base, inference_only
-    assert _create("τ p60", ablation="default", tau_percentile=60).training_identity() == base
+    assert _create("default", tau_percentile=60).training_identity() == base
     for trained_differently in ({"radius": 10.0}, {"low_band_amplitude": 0.0}, {"mask_sampling": "independent"},
                                 {"net": TINY_NET | {"base_channels": 4}}):
         assert _create(**trained_differently).training_identity() != base, trained_differently

@@ -36,7 +36,7 @@ def test_diagnosis_f1_map_is_the_spat_map_and_first_step_masks_sixty_percent() -
     full.calibrate(val)  # untrained networks: the checks below hold for any weights
     result = diagnose(full, val, test, batch_size=4)
 
-    spat = create_method("itermask2", context, variant="-spat", net="small")
+    spat = create_method("itermask2", context, layout="-spat", net="small")
     spat.f1.load_state_dict(full.f1.state_dict())
     spat_maps = predict_split(spat, test, batch_size=5).anomaly_maps
     expected = score_map("spat", spat_maps, test)

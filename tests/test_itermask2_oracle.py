@@ -76,7 +76,7 @@ def test_oracle_cap_is_counted_and_limits_work() -> None:
 
 
 def test_oracle_needs_the_masked_model() -> None:
-    spat = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0), variant="-spat")
+    spat = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0), layout="-spat")
     assert isinstance(spat, IterMask2)
     with pytest.raises(ValueError, match="needs the masked model"):
         human_ai_oracle(spat, _case()[1])

@@ -57,7 +57,6 @@ def test_configuration_labels_name_what_differs_and_keep_single_configs() -> Non
             "config_hash": ["h1", "h1", "h2", "h3", "h3"],  # AE: two configs (2 seeds of h1); DAE: one
             "param.median": [5, 5, 5, 3, 3],
             "train.steps": [300, 300, 3000, 200, 200],
-            "variant": ["default"] * 5,
         }
     )
     labels = configuration_labels(rows).tolist()

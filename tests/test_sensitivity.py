@@ -90,14 +90,14 @@ def test_sweep_experiments_compose_with_the_expected_values(experiment, paramete
     assert list(cfg.experiment.modalities) == ["flair", "t1"]
     specs = method_specs(cfg)
     assert [s.params[parameter] for s in specs] == values
-    assert all(s.name == "itermask2" and s.variant == layout for s in specs)
+    assert all(s.name == "itermask2" and s.params.get("layout", "default") == layout for s in specs)
     assert len({s.row_label for s in specs}) == len(values)  # distinct row labels
     if parameter == "radius":
         assert all(s.params["radius_reference_size"] == 128 for s in specs)
     # the τ sweep trains once per modality; each radius trains its own f1
     context = MethodContext("flair", 64, torch.device("cpu"), 0)
     identities = {
-        repr(create_method(s.name, context, variant=s.variant, **(s.params | {"net": {"base_channels": 4,
+        repr(create_method(s.name, context, **(s.params | {"net": {"base_channels": 4,
              "channel_mult": [1], "num_res_blocks": 1, "attention_downsample": []}})).training_identity())
         for s in specs
     }
