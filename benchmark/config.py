@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,34 +23,41 @@ from datasets.config import DatasetConfig
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
 
 EXPERIMENT_KINDS = ("comparison", "timing")
+#: ``configs/method``: one file per method configuration; a file may inherit another (``defaults: [ddpm, _self_]``).
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key and what was expected."""
 
 
+#: Top-level keys of a method config (``configs/method/*.yaml`` after Hydra merged its ``defaults``).
+#: ``smoke_params`` is read by tests/test_all_methods.py only (cheaper settings of the same code path).
+METHOD_CONFIG_KEYS = ("name", "label", "params", "train", "smoke_params")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """One row of a table: a registered method, its variant, hyper-parameters and training budget.
+    """One row of a table: a registered method, its hyper-parameters, training budget and row label.
 
-    ``label`` overrides the row label (sweeps generate one per value); it is display only and not part of
-    the configuration's identity.
+    Behaviour is in ``params`` only (e.g. DAE ``noise_sign``); ``label`` is the row label (the config's
+    ``label`` field, or generated per value by a sweep). It is display only and not part of the
+    configuration's identity (:meth:`as_dict`).
     """
 
     key: str  # the entry's name in the experiment's ``methods`` mapping (or a generated sweep key)
     name: str  # registered method name
-    variant: str
     params: dict[str, Any]
     budget: TrainBudget
     label: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "variant": self.variant, "params": self.params, "train": vars(self.budget)}
+        """The configuration's identity (hashed into the cell key): name, params and train budget."""
+        return {"name": self.name, "params": self.params, "train": vars(self.budget)}
 
     @property
     def row_label(self) -> str:
-        """The label of this configuration's rows in tables."""
-        return self.label or method_class(self.name).row_label(self.variant)
+        """The label of this configuration's rows in tables: ``label``, else the method class's label."""
+        return self.label or method_class(self.name).row_label()
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ def method_specs(cfg: DictConfig) -> list[MethodSpec]:
     for key, entry in methods.items():
         spec = _spec(str(key), entry)
         specs += _expand(spec, sweep) if sweep is not None and key == sweep.method else [spec]
+    _check_distinct(specs)
     only = cfg.experiment.get("only_methods")
     if only:
         keys = [s.key for s in specs] + list(methods)
@@ -145,8 +154,24 @@ def method_specs(cfg: DictConfig) -> list[MethodSpec]:
     return specs
 
 
+def _check_distinct(specs: list[MethodSpec]) -> None:
+    """Two entries with the same configuration (name, params, train) would be one cell in the results store:
+    the label alone does not tell runs apart."""
+    seen: dict[str, str] = {}
+    for spec in specs:
+        identity = json.dumps(spec.as_dict(), sort_keys=True, default=str)
+        if identity in seen:
+            raise ConfigError(f"methods.{spec.key} has the same name, params and train as methods.{seen[identity]}; "
+                              "expected distinct configurations (a different label alone is not a different run)")
+        seen[identity] = spec.key
+
+
 def _spec(key: str, entry: DictConfig) -> MethodSpec:
     where = f"methods.{key}"
+    unknown_keys = sorted(set(map(str, entry)) - set(METHOD_CONFIG_KEYS))
+    if unknown_keys:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown_keys)}; accepted: {', '.join(METHOD_CONFIG_KEYS)}"
+                          " (behaviour goes in params, the row label in label)")
     name = entry.get("name")
     if name not in registered_methods():
         known = ", ".join(sorted(registered_methods()))
@@ -163,8 +188,7 @@ def _spec(key: str, entry: DictConfig) -> MethodSpec:
     train = OmegaConf.to_container(entry.train, resolve=True) if entry.get("train") is not None else {}
     assert isinstance(train, dict)
     label = entry.get("label")
-    return MethodSpec(key, name, str(entry.get("variant", "default")), params, _budget(where, name, train),
-                      str(label) if label else None)
+    return MethodSpec(key, name, params, _budget(where, name, train), str(label) if label else None)
 
 
 def _budget(where: str, name: str, train: dict[str, Any]) -> TrainBudget:

@@ -67,7 +67,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return cell_key(self.dataset, self.modality, self.spec.name, self.spec.variant, self.seed, self.config_hash)
+        return cell_key(self.dataset, self.modality, self.spec.name, self.seed, self.config_hash)
 
     @classmethod
     def of(cls, splits: Splits, modality: str, spec: MethodSpec, seed: int) -> Cell:
@@ -185,8 +185,7 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
     seed_everything(cell.seed)
     header = row_header(cell, setup, options)
     try:
-        method = create_method(cell.spec.name, _context(cell, setup, options), variant=cell.spec.variant,
-                               **cell.spec.params)
+        method = create_method(cell.spec.name, _context(cell, setup, options), **cell.spec.params)
         train_log, reused = train_or_load(method, cell, setup.splits, setup.checkpoints, options.retrain, trained)
     except MethodUnavailable as why:
         log.warning("%s: not applicable (%s)", cell.key, why)
@@ -231,7 +230,6 @@ def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, A
         "data_hash": cell.data_hash,
         "modality": cell.modality,
         "method": cell.spec.name,
-        "variant": cell.spec.variant,
         "method_key": cell.spec.key,
         "method_label": cell.spec.row_label,
         "seed": cell.seed,

@@ -23,7 +23,7 @@ PARAM_PREFIX = "param."
 TRAIN_PREFIX = "train."
 
 #: Row columns that, with the flattened ``param.*`` / ``train.*`` columns, say which configuration a row is.
-CONFIGURATION_COLUMNS: tuple[str, ...] = ("variant", "image_size", "preprocess_hash", "data_hash")
+CONFIGURATION_COLUMNS: tuple[str, ...] = ("image_size", "preprocess_hash", "data_hash")
 
 #: Columns of the tidy per-image table (one record per cell, protocol and test slice).
 PER_IMAGE_COLUMNS: tuple[str, ...] = (
@@ -35,10 +35,9 @@ PER_IMAGE_COLUMNS: tuple[str, ...] = (
 PER_IMAGE_METRICS: tuple[str, ...] = ("dice", "sens", "prec", "ssim_paper", "ssim_normal")
 
 
-def cell_key(dataset: str, modality: str, method: str, variant: str, seed: int, config_hash: str) -> str:
+def cell_key(dataset: str, modality: str, method: str, seed: int, config_hash: str) -> str:
     """File-safe name of a cell in the results store (the config hash makes it unique)."""
-    safe = "".join(c if c.isalnum() else "_" for c in variant)
-    return f"{dataset}__{modality}__{method}__{safe}__s{seed}__{config_hash}"
+    return f"{dataset}__{modality}__{method}__s{seed}__{config_hash}"
 
 
 def stored_test_split(dataset: str, modality: str, preprocess_hash: str, data_hash: str) -> str:

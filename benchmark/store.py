@@ -1,6 +1,6 @@
 """Append-only results store: one JSON file of rows per finished cell, written atomically.
 
-A cell is one (dataset, modality, method, variant, seed) run evaluated under every configured
+A cell is one (dataset, modality, method configuration, seed) run evaluated under every configured
 threshold protocol. Its rows file is written last, via a temporary file and ``os.replace``, so that a
 crash or Ctrl-C never leaves a half-written result, a rerun skips exactly the cells whose rows file
 exists, and parallel writers (hydra multirun, SLURM array jobs) never corrupt each other: distinct

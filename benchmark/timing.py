@@ -234,14 +234,13 @@ def measure_cell(
 
     def make() -> AnomalyMethod:
         seed_everything(cell.seed)
-        return create_method(spec.name, context, variant=spec.variant, **spec.params)
+        return create_method(spec.name, context, **spec.params)
 
     row = _base_fields(cfg, device) | {
         "record": "method_cost",
         "dataset": cell.dataset,
         "modality": cell.modality,
         "method": spec.name,
-        "variant": spec.variant,
         "method_key": spec.key,
         "method_label": spec.row_label,
         "seed": cell.seed,

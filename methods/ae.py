@@ -35,7 +35,6 @@ class AutoEncoder(SingleNetworkReconstruction):
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "default",
         widths: Sequence[int] = (32, 64, 128, 128),
         latent_dim: int = 128,
         dropout: float = 0.2,
@@ -44,7 +43,7 @@ class AutoEncoder(SingleNetworkReconstruction):
         median: int = 5,
         **params: Any,
     ) -> None:
-        super().__init__(context, variant, **params)
+        super().__init__(context, **params)
         self.net = DenseBottleneckAE(context.image_size, widths, latent_dim, dropout).to(context.device)
         self.scoring = ResidualScoring(residual=residual, erosion=erosion, median=median)
 

@@ -52,7 +52,7 @@ class AutoDDPM(DDPM):
 
     label = "AutoDDPM"
     deviations = DDPM_DEVIATIONS + (
-        "Perceptual map: offline substitute (1 - SSIM) / 2 (Gaussian window 11, σ 1.5), named in the variant; "
+        "Perceptual map: offline substitute (1 - SSIM) / 2 (Gaussian window 11, σ 1.5), named in the row label; "
         "the reference's LPIPS (SqueezeNet, ImageNet weights downloaded at run time) is used only with a local "
         "torch.export file (param lpips_model).",
         "Stage-1 mask threshold = the mask_quantile-th percentile (95) of the stage-1 score on healthy "
@@ -67,7 +67,6 @@ class AutoDDPM(DDPM):
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "default",
         inpaint_level: int = 50,
         resamples: int = 5,
         residual_percentile: float = 95.0,
@@ -79,7 +78,7 @@ class AutoDDPM(DDPM):
         calibration_batch_size: int = 32,
         **params: Any,
     ) -> None:
-        super().__init__(context, variant, **params)
+        super().__init__(context, **params)
         self.inpaint_level = self.schedule.check_level(inpaint_level, "inpaint_level")
         if self.inpaint_level < 1 or resamples < 1:
             raise ValueError(f"AutoDDPM: need inpaint_level >= 1 and resamples >= 1, got {inpaint_level}, {resamples}")

@@ -110,12 +110,10 @@ class AnomalyMethod(ABC):
     #: Whether ``fit`` trains anything (a training-free method may run with a budget of 0 steps).
     trains: ClassVar[bool] = True
 
-    def __init__(self, context: MethodContext, variant: str = "default", **params: Any) -> None:
-        # ``variant`` is optional here (being removed: a method that does not take it passes only ``context``)
+    def __init__(self, context: MethodContext, **params: Any) -> None:
         if params:
             raise UnknownParameterError(type(self).name or type(self).__name__, sorted(params), accepted_params(type(self)))
         self.context = context
-        self.variant = variant
 
     @property
     def device(self) -> torch.device:
@@ -123,14 +121,14 @@ class AnomalyMethod(ABC):
 
     @property
     def display_name(self) -> str:
-        """Row label in tables, e.g. ``DAE [0,+inf]``."""
-        return self.row_label(self.variant)
+        """The method's name in messages and progress bars (its class :meth:`row_label`)."""
+        return self.row_label()
 
     @classmethod
-    def row_label(cls, variant: str) -> str:
-        """Row label of a variant of this method (also for cells where it cannot be built)."""
-        label = cls.label or cls.name
-        return label if variant == "default" else f"{label} {variant}"
+    def row_label(cls) -> str:
+        """The class's default row label: ``label``, else ``name``. A configuration's own row label is the
+        ``label`` field of its config (``MethodSpec.row_label``), e.g. ``DAE [0,+inf]``."""
+        return cls.label or cls.name
 
     @abstractmethod
     def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
@@ -226,7 +224,7 @@ def accepted_params(cls: type[AnomalyMethod]) -> list[str]:
     """The keyword parameters a method's constructor chain accepts (from the signatures, sorted).
 
     Subclasses forward ``**params`` to their parents, so the names of every ``__init__`` in the MRO count;
-    ``context`` and ``variant`` are the runner's, not config parameters.
+    ``context`` is the runner's, not a config parameter.
     """
     names: set[str] = set()
     for klass in cls.__mro__:
@@ -236,7 +234,7 @@ def accepted_params(cls: type[AnomalyMethod]) -> list[str]:
         for parameter in inspect.signature(init).parameters.values():
             if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
                 names.add(parameter.name)
-    return sorted(names - {"self", "context", "variant"})
+    return sorted(names - {"self", "context"})
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> None:
@@ -278,7 +276,7 @@ def method_class(name: str) -> type[AnomalyMethod]:
         raise KeyError(f"unknown method {name!r}; registered methods: {known}") from None
 
 
-def create_method(name: str, context: MethodContext, variant: str = "default", **params: Any) -> AnomalyMethod:
+def create_method(name: str, context: MethodContext, **params: Any) -> AnomalyMethod:
     """Instantiate a registered method; unknown names and unknown parameters fail with what is accepted."""
     check_params(name, params)
-    return method_class(name)(context, variant=variant, **params)
+    return method_class(name)(context, **params)

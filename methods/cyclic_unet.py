@@ -54,7 +54,6 @@ class CyclicUNet(AnomalyMethod):
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "default",
         unet: str = "small",
         middle: str | None = None,
         residual: ResidualKind = "squared",
@@ -62,7 +61,7 @@ class CyclicUNet(AnomalyMethod):
         median: int = 1,
         **params: Any,
     ) -> None:
-        super().__init__(context, variant, **params)
+        super().__init__(context, **params)
         self.middle = middle or default_middle(context.modality)
         if self.middle == context.modality:
             raise ValueError(f"Cyclic-UNet: middle modality must differ from the input ({context.modality!r})")

@@ -14,10 +14,10 @@ from methods.postprocess import ResidualKind, ResidualScoring, binary_brain
 from methods.reconstruction import SingleNetworkReconstruction
 from methods.training import train_networks
 
-NoiseSign = Literal["plain", "positive", "negative"]
+NoiseSign = Literal["both", "positive", "negative"]
 
-#: Variant string (the paper's Table 1 row) → sign of the coarse noise.
-VARIANTS: dict[str, NoiseSign] = {"[-inf,+inf]": "plain", "[0,+inf]": "positive", "[-inf,0]": "negative"}
+#: Sign of the coarse training noise → the paper's Table 1 row suffix (the configs' row labels).
+NOISE_SIGNS: dict[NoiseSign, str] = {"both": "[-inf,+inf]", "positive": "[0,+inf]", "negative": "[-inf,0]"}
 
 
 def coarse_noise(
@@ -35,8 +35,8 @@ def coarse_noise(
         coarse = coarse.abs()
     elif sign == "negative":
         coarse = -coarse.abs()
-    elif sign != "plain":
-        raise ValueError(f"unknown noise sign {sign!r}; expected plain, positive or negative")
+    elif sign != "both":
+        raise ValueError(f"unknown noise sign {sign!r}; expected both, positive or negative")
     noise = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=True)[:, 0]
     shifts = torch.stack(
         [
@@ -60,9 +60,9 @@ def scaled_radius(radius_at_128: int, image_size: int) -> int:
 class DenoisingAE(SingleNetworkReconstruction):
     """Full-skip UNet trained to remove coarse, brain-masked noise; map = post-processed |x - x̂|.
 
-    Variants (the paper's Table 1 rows) set the sign of the training noise: ``[-inf,+inf]`` plain
-    N(0, σ), ``[0,+inf]`` +|N| (hyperintense prior), ``[-inf,0]`` -|N| (hypointense prior); the sign
-    is taken on the coarse grid before upsampling. Loss: MSE to the clean image over brain pixels.
+    ``noise_sign`` sets the sign of the training noise (the paper's Table 1 rows): ``both`` = plain N(0, σ)
+    (row ``[-inf,+inf]``), ``positive`` = +|N| (hyperintense prior, ``[0,+inf]``), ``negative`` = -|N|
+    (hypointense prior, ``[-inf,0]``); the sign is taken on the coarse grid before upsampling. Loss: MSE to the clean image over brain pixels.
     Optimiser Adam(amsgrad) with weight decay, cosine learning-rate decay over the step budget.
     Map: |x - x̂| x eroded binary brain mask, then a 5 x 5 median filter.
     """
@@ -78,14 +78,14 @@ class DenoisingAE(SingleNetworkReconstruction):
         "5 x 5 average pool > 0.95 at 128 px, about a radius-2 disk).",
         "Cosine schedule decays once over the step budget (reference: CosineAnnealingLR with T_max = 100 "
         "epochs of 32 batches, i.e. cyclic over 2100 epochs); best weights on the validation loss are kept.",
-        "The CPU default (configs/method/dae_*.yaml) uses levels 16-32-64-128 (reference 64-128-256-512) "
+        "The CPU default (configs/method/dae.yaml) uses levels 16-32-64-128 (reference 64-128-256-512) "
         "and 200 steps at lr 1e-3 (reference ~67k steps at 1e-4).",
     )
 
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "[-inf,+inf]",
+        noise_sign: NoiseSign = "both",
         widths: Sequence[int] = (64, 128, 256, 512),
         noise_std: float = 1.3,
         noise_res: int = 16,
@@ -94,10 +94,10 @@ class DenoisingAE(SingleNetworkReconstruction):
         median: int = 5,
         **params: Any,
     ) -> None:
-        super().__init__(context, variant, **params)
-        if variant not in VARIANTS:
-            raise ValueError(f"DAE variant {variant!r} unknown; expected one of {sorted(VARIANTS)}")
-        self.sign = VARIANTS[variant]
+        super().__init__(context, **params)
+        if noise_sign not in NOISE_SIGNS:
+            raise ValueError(f"DAE noise_sign {noise_sign!r} unknown; expected one of {', '.join(NOISE_SIGNS)}")
+        self.sign: NoiseSign = noise_sign
         self.noise_std = float(noise_std)
         self.noise_res = int(noise_res)
         self.net = FullSkipUNet(1, 1, widths).to(context.device)
@@ -106,7 +106,7 @@ class DenoisingAE(SingleNetworkReconstruction):
         )
 
     def corrupt(self, x: torch.Tensor, brain: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``x`` plus this variant's coarse noise inside the brain."""
+        """``x`` plus coarse noise of sign ``noise_sign`` inside the brain."""
         return x + coarse_noise(brain, self.noise_std, self.noise_res, self.sign, generator)
 
     def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
@@ -124,6 +124,6 @@ class DenoisingAE(SingleNetworkReconstruction):
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(budget.steps, 1))
         return train_networks(
             [self.net], masked_mse, train, val, budget, optimizer, self.context.seed, scheduler,
-            description=f"{self.display_name} {modality}",
+            description=f"{self.display_name} {NOISE_SIGNS[self.sign]} {modality}",
             progress=self.context.progress,
         )

@@ -45,14 +45,13 @@ class DDPM(AnomalyMethod):
 
     label = "DDPM"
     deviations = DDPM_DEVIATIONS + (
-        "Simplex noise (variant) is this project's 2-D simplex implementation with one random gradient per lattice "
-        "point, standardised per image to unit variance (reference: hashed gradients, unnormalised octave sum).",
+        "Simplex noise (params.noise: simplex) is this project's 2-D simplex implementation with one random gradient "
+        "per lattice point, standardised per image to unit variance (reference: hashed gradients, unnormalised octave sum).",
     )
 
     def __init__(
         self,
         context: MethodContext,
-        variant: str = "default",
         channels: Sequence[int] = (32, 64, 64),
         attention: Sequence[bool] = (False, True, True),
         layers_per_block: int = 1,
@@ -69,7 +68,7 @@ class DDPM(AnomalyMethod):
         median: int = 1,
         **params: Any,
     ) -> None:
-        super().__init__(context, variant, **params)
+        super().__init__(context, **params)
         self.net_config = {
             "channels": [int(c) for c in channels],
             "attention": [bool(a) for a in attention],

@@ -1,20 +1,18 @@
-"""DAE: the coarse training noise (sign per variant, density over the brain, smoothness, roll), the
-variants as config values of one class, and the wiring of the anomaly map (erosion, median filter)."""
+"""DAE: the coarse training noise (sign per ``noise_sign``, density over the brain, smoothness, roll), the
+three Table-1 rows as configs of one class inheriting dae.yaml, and the wiring of the anomaly map (erosion,
+median filter)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from tests.tiny_config import method_config
 from methods import MethodContext, TrainBudget, create_method
-from methods.dae import VARIANTS, DenoisingAE, coarse_noise, scaled_radius
+from methods.dae import NOISE_SIGNS, DenoisingAE, coarse_noise, scaled_radius
 from methods.postprocess import erode
 from tests.toy_data import toy_slices
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "method"
 
 
 def _disk_brain(n: int, size: int) -> torch.Tensor:
@@ -23,12 +21,12 @@ def _disk_brain(n: int, size: int) -> torch.Tensor:
     return (((yy - c) ** 2 + (xx - c) ** 2) <= (0.4 * size) ** 2).float().expand(n, size, size).clone()
 
 
-def _dae(variant: str, size: int = 32, **params) -> DenoisingAE:
+def _dae(noise_sign: str = "both", size: int = 32, **params) -> DenoisingAE:
     context = MethodContext("flair", size, torch.device("cpu"), seed=0, available_modalities=("flair", "t1"))
-    return create_method("dae", context, variant=variant, widths=[4, 8], **params)  # type: ignore[return-value]
+    return create_method("dae", context, noise_sign=noise_sign, widths=[4, 8], **params)  # type: ignore[return-value]
 
 
-@pytest.mark.parametrize("sign", ["plain", "positive", "negative"])
+@pytest.mark.parametrize("sign", ["both", "positive", "negative"])
 def test_noise_sign_and_dense_cover_of_the_brain_only(sign: str) -> None:
     brain = _disk_brain(16, 64)
     brain[:, 30:34, 30:34] = 0.3  # soft pixels below 0.5 count as outside
@@ -50,7 +48,7 @@ def test_noise_is_smooth_and_its_resolution_configurable() -> None:
     brain = torch.ones(16, 64, 64)
 
     def neighbour_correlation(resolution: int) -> float:
-        f = coarse_noise(brain, 1.3, resolution, "plain", torch.Generator().manual_seed(1))
+        f = coarse_noise(brain, 1.3, resolution, "both", torch.Generator().manual_seed(1))
         return torch.corrcoef(torch.stack([f[:, :, :-1].flatten(), f[:, :, 1:].flatten()]))[0, 1].item()
 
     assert neighbour_correlation(16) > 0.8  # drawn at 16 x 16, bilinearly upsampled
@@ -61,7 +59,7 @@ def test_noise_is_smooth_and_its_resolution_configurable() -> None:
 def test_noise_is_rolled_by_a_random_offset_per_image(dim: int) -> None:
     """Bilinear upsampling is continuous except where the rolled field wraps around: that seam (the
     largest jump between neighbouring rows/columns) sits at the image border without a roll."""
-    noise = coarse_noise(torch.ones(32, 64, 64), 1.3, 16, "plain", torch.Generator().manual_seed(2))
+    noise = coarse_noise(torch.ones(32, 64, 64), 1.3, 16, "both", torch.Generator().manual_seed(2))
     jumps = (noise.roll(-1, dims=dim) - noise).abs().mean(dim=3 - dim)  # [B, 64]: jump after row/col i
     seams = jumps.argmax(dim=1)
     assert len(set(seams.tolist())) > 12, f"seams at {seams.tolist()}: not randomly rolled"
@@ -69,32 +67,38 @@ def test_noise_is_rolled_by_a_random_offset_per_image(dim: int) -> None:
 
 def test_noise_is_seeded() -> None:
     brain = _disk_brain(4, 32)
-    a = coarse_noise(brain, 1.3, 16, "plain", torch.Generator().manual_seed(5))
-    b = coarse_noise(brain, 1.3, 16, "plain", torch.Generator().manual_seed(5))
-    c = coarse_noise(brain, 1.3, 16, "plain", torch.Generator().manual_seed(6))
+    a = coarse_noise(brain, 1.3, 16, "both", torch.Generator().manual_seed(5))
+    b = coarse_noise(brain, 1.3, 16, "both", torch.Generator().manual_seed(5))
+    c = coarse_noise(brain, 1.3, 16, "both", torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-@pytest.mark.parametrize(("variant", "sign"), list(VARIANTS.items()))
-def test_variant_sets_the_corruption_sign(variant: str, sign: str) -> None:
-    dae = _dae(variant)
+@pytest.mark.parametrize("sign", list(NOISE_SIGNS))
+def test_noise_sign_sets_the_corruption_sign(sign: str) -> None:
+    dae = _dae(sign)
     slices = toy_slices(8, 32)
     x = slices.channel("flair")
     corrupted = dae.corrupt(x, slices.brain, torch.Generator().manual_seed(0))
     delta = (corrupted - x)[slices.brain > 0.5]
     assert (corrupted - x)[slices.brain <= 0.5].eq(0).all()
-    assert {"positive": delta.gt(0), "negative": delta.lt(0), "plain": delta.ne(0)}[sign].all()
-    assert dae.display_name == f"DAE {variant}"
+    assert {"positive": delta.gt(0), "negative": delta.lt(0), "both": delta.ne(0)}[sign].all()
+    assert dae.display_name == "DAE" and dae.sign == sign
 
 
-def test_three_configs_are_the_three_variants_of_one_class() -> None:
-    configs = [OmegaConf.load(CONFIGS / f"dae_{v}.yaml") for v in ("plain", "pos", "neg")]
-    assert [c.name for c in configs] == ["dae"] * 3
-    assert [c.variant for c in configs] == ["[-inf,+inf]", "[0,+inf]", "[-inf,0]"]
-    assert all(c.params == configs[0].params and c.train == configs[0].train for c in configs)
-    assert configs[0].params.noise_std == 1.3 and configs[0].params.noise_res == 16
-    with pytest.raises(ValueError, match="DAE variant .* unknown"):
-        _dae("[0,1]")
+def test_three_configs_inherit_the_base_and_differ_only_in_noise_sign_and_label() -> None:
+    base = method_config("dae")
+    configs = [method_config(f"dae_{v}") for v in ("plain", "pos", "neg")]
+    assert [c["name"] for c in configs] == ["dae"] * 3
+    assert [c["params"]["noise_sign"] for c in configs] == ["both", "positive", "negative"]
+    assert [c["label"] for c in configs] == ["DAE [-inf,+inf]", "DAE [0,+inf]", "DAE [-inf,0]"]
+    assert [c["label"] for c in configs] == [f"DAE {NOISE_SIGNS[c['params']['noise_sign']]}" for c in configs]
+    assert configs[0] == base
+    shared = {k: v for k, v in base["params"].items() if k != "noise_sign"}
+    for c in configs:
+        assert {k: v for k, v in c["params"].items() if k != "noise_sign"} == shared and c["train"] == base["train"]
+    assert base["params"]["noise_std"] == 1.3 and base["params"]["noise_res"] == 16
+    with pytest.raises(ValueError, match="DAE noise_sign .* unknown"):
+        _dae("[0,+inf]")
 
 
 def test_erosion_radius_scales_with_image_size() -> None:
@@ -120,7 +124,7 @@ class _Shift(torch.nn.Module):
 
 def test_map_is_residual_on_eroded_brain_after_median_filter() -> None:
     slices = toy_slices(2, 32)
-    dae = _dae("[0,+inf]", size=32, erosion_at_128=8, median=1)  # radius 2 at 32 px
+    dae = _dae("positive", size=32, erosion_at_128=8, median=1)  # radius 2 at 32 px
     dae.net = _Shift(offset=1.0)
     out = dae.predict(slices)
     eroded = erode(slices.brain > 0.5, 2)
@@ -132,7 +136,7 @@ def test_map_is_residual_on_eroded_brain_after_median_filter() -> None:
     # an isolated one-pixel error inside the brain survives without the median filter, not with 5 x 5
     spike = (16, 16)
     for median, survives in ((1, True), (5, False)):
-        dae = _dae("[0,+inf]", size=32, median=median)
+        dae = _dae("positive", size=32, median=median)
         dae.net = _Shift(offset=0.0, spike=spike)
         value = dae.predict(slices).anomaly_map[:, spike[0], spike[1]]
         assert torch.allclose(value, torch.full_like(value, 10.0)) if survives else value.eq(0).all()
@@ -144,6 +148,6 @@ def test_training_is_reproducible_from_the_seed() -> None:
     logs = []
     for _ in range(2):
         torch.manual_seed(0)  # same initial weights; the noise comes from train_networks' generator
-        logs.append(_dae("[-inf,0]").fit(train, val, budget))
+        logs.append(_dae("negative").fit(train, val, budget))
     assert logs[0].history == logs[1].history
     assert logs[0].steps == 4 and len(logs[0].history) == 2

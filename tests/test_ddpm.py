@@ -11,6 +11,7 @@ import torch
 from diffusers import DDPMScheduler
 from torch import nn
 
+from tests.tiny_config import method_config
 from methods import MethodContext, create_method
 from methods.diffusion import DiffusionSampler, DiffusionSchedule, IntensityScaling, NoiseSource
 from methods.simplex import simplex_basis, simplex_noise
@@ -211,6 +212,22 @@ def test_training_identity_is_shared_by_noise_levels_and_autoddpm_only() -> None
     assert create_method("autoddpm", context).training_identity() == base
     assert ddpm(noise="simplex").training_identity() != base
     assert ddpm(channels=[16, 32, 32]).training_identity() != base
+
+
+def test_family_configs_inherit_ddpm_yaml_and_share_its_trained_network() -> None:
+    """ddpm_l250.yaml, ddpm_simplex.yaml and autoddpm.yaml inherit ddpm.yaml (Hydra defaults): their train
+    budget is DDPM's, and the default configs' training identities are DDPM's except simplex (own noise)."""
+    context = MethodContext("flair", 32, CPU, seed=0)
+    configs = {name: method_config(name) for name in ("ddpm", "ddpm_l250", "ddpm_simplex", "autoddpm")}
+    assert {name: cfg["label"] for name, cfg in configs.items()} == {
+        "ddpm": "DDPM", "ddpm_l250": "DDPM L=250", "ddpm_simplex": "DDPM simplex", "autoddpm": "AutoDDPM 1-SSIM"
+    }  # fmt: skip
+    assert all(cfg["train"] == configs["ddpm"]["train"] for cfg in configs.values())
+    assert {k: configs["autoddpm"]["params"][k] for k in configs["ddpm"]["params"]} == configs["ddpm"]["params"]
+    assert configs["autoddpm"]["smoke_params"] == {"noise_level": 3, "inpaint_level": 2, "resamples": 2}
+    identity = {name: create_method(cfg["name"], context, **cfg["params"]).training_identity()
+                for name, cfg in configs.items()}  # fmt: skip
+    assert identity["autoddpm"] == identity["ddpm"] == identity["ddpm_l250"] != identity["ddpm_simplex"]
 
 
 def test_bad_settings_are_clear_errors() -> None:

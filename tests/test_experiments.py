@@ -76,15 +76,17 @@ def test_experiment_files_have_the_papers_layouts() -> None:
         t3 = compose(config_name="config", overrides=["experiment=table3"])
     assert list(t1.experiment.modalities) == ["flair", "t1ce", "t2", "t1"]
     assert list(t1.methods) == ["ae", "ddpm", "autoddpm", "cyclic_unet", "dae_pos", "dae_neg", "dae_plain", "itermask2"]
-    dae_variants = [t1.methods[k].variant for k in ("dae_pos", "dae_neg", "dae_plain")]
-    assert dae_variants == ["[0,+inf]", "[-inf,0]", "[-inf,+inf]"]
+    dae_rows = [t1.methods[k] for k in ("dae_pos", "dae_neg", "dae_plain")]
+    assert [m.label for m in dae_rows] == ["DAE [0,+inf]", "DAE [-inf,0]", "DAE [-inf,+inf]"]
+    assert [m.params.noise_sign for m in dae_rows] == ["positive", "negative", "both"]
+    assert all("variant" not in m for m in [*t1.methods.values(), *t3.methods.values()])
     assert list(t2.experiment.modalities) == ["t1"]  # ATLAS: its only modality
     assert list(t3.methods) == ["itermask2", "itermask2_freq", "itermask2_spat", "dae_pos"]
     assert [t3.methods[k].params.layout for k in ("itermask2", "itermask2_freq", "itermask2_spat")] == [
         "default", "-freq", "-spat"]  # fmt: skip
     assert [t3.methods[k].label for k in ("itermask2", "itermask2_freq", "itermask2_spat")] == [
         "IterMask²", "IterMask² -freq", "IterMask² -spat"]  # fmt: skip
-    assert t3.methods.dae_pos.variant == "[0,+inf]"
+    assert t3.methods.dae_pos.label == "DAE [0,+inf]" and t3.methods.dae_pos.params.noise_sign == "positive"
     assert list(t3.experiment.columns)[-3:] == ["dice_small", "dice_medium", "dice_large"]
 
 

@@ -5,19 +5,16 @@ training do not give them a usable ε-model (their cost and NFE are tested in te
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
+from tests.tiny_config import method_config
 from benchmark.metrics import pixel_auroc
 from benchmark.predict import predict_split
 from datasets.slices import Splits
 from methods import MethodContext, TrainBudget, create_method
 from tests.toy_data import toy_slices
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "method"
 SPLITS = Splits(
     train=toy_slices(64, 32, seed=11),
     val=toy_slices(16, 32, seed=12),
@@ -31,9 +28,9 @@ STEPS = {"ae": 150, "dae_plain": 120, "cyclic_unet": 60, "itermask2": 150}
 @pytest.mark.parametrize("modality", ["flair", "t1"])
 @pytest.mark.parametrize("config_name", sorted(STEPS))
 def test_trained_method_ranks_lesion_pixels_far_above_chance(config_name: str, modality: str) -> None:
-    cfg = OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{config_name}.yaml"), resolve=True)
+    cfg = method_config(config_name)
     context = MethodContext(modality, 32, torch.device("cpu"), seed=0, available_modalities=SPLITS.test.modalities)
-    method = create_method(cfg["name"], context, variant=cfg.get("variant", "default"), **cfg.get("params", {}))
+    method = create_method(cfg["name"], context, **cfg.get("params", {}))
     budget = TrainBudget(**(cfg["train"] | {"steps": STEPS[config_name], "batch_size": 8, "val_every": 50,
                                             "patience": None}))
     method.fit(SPLITS.train, SPLITS.val, budget)

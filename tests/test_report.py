@@ -37,7 +37,7 @@ def _store(root: Path, timing: bool = True) -> ResultsStore:
         cell = key.partition("[")[0]
         base = {
             "experiment": "toy", "dataset": "toy", "modality": "flair", "method": cell, "method_key": key,
-            "method_label": label, "variant": "default", "seed": 0, "cell": cell, "status": "ok", "config_hash": cell,
+            "method_label": label, "seed": 0, "cell": cell, "status": "ok", "config_hash": cell,
             "preprocess_hash": "h", "data_hash": "d", "config": f"name: {cell}\nparams:\n  tau_percentile: 80\n",
             "param.tau_percentile": 80, "commit": "abc",
             "device": "cpu", "deviations": [f"{label} deviation"], "train_steps": 5, "train_seconds": 1.0,

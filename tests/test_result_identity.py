@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import open_dict
 
 import benchmark.runner as runner
 from benchmark.config import ConfigError, method_specs, validate_config
@@ -57,7 +58,6 @@ def test_configuration_labels_name_what_differs_and_keep_single_configs() -> Non
             "config_hash": ["h1", "h1", "h2", "h3", "h3"],  # AE: two configs (2 seeds of h1); DAE: one
             "param.median": [5, 5, 5, 3, 3],
             "train.steps": [300, 300, 3000, 200, 200],
-            "variant": ["default"] * 5,
         }
     )
     labels = configuration_labels(rows).tolist()
@@ -73,6 +73,20 @@ def test_misspelt_method_parameter_fails_naming_it_and_the_accepted_names(tmp_pa
     with pytest.raises(ConfigError, match=r"methods\.ae\.params: unknown parameter\(s\) medain of method 'ae'; "
                                           r"accepted: .*median"):
         validate_config(cfg)
+
+
+def test_method_entries_take_label_not_variant_and_must_be_distinct_configurations(tmp_path, shared_data_dir) -> None:
+    leftover = tiny_ae(tmp_path, shared_data_dir, "+methods.ae.variant=default")
+    with pytest.raises(ConfigError, match=r"methods\.ae: unknown key\(s\) variant; accepted: name, label, params"):
+        method_specs(leftover)
+    relabelled = tiny_ae(tmp_path, shared_data_dir)
+    with open_dict(relabelled):  # the same configuration under a second key, with only another label
+        relabelled.methods.ae2 = relabelled.methods.ae.copy()
+        relabelled.methods.ae2.label = "AE twice"
+    with pytest.raises(ConfigError, match=r"methods\.ae2 has the same name, params and train as methods\.ae"):
+        method_specs(relabelled)
+    specs = method_specs(tiny_ae(tmp_path, shared_data_dir, "methods.ae.label=My AE"))
+    assert [s.row_label for s in specs] == ["My AE"] and "label" not in specs[0].as_dict()
 
 
 def test_sweep_expands_one_entry_into_labelled_cells(tmp_path, shared_data_dir) -> None:

@@ -120,7 +120,7 @@ def test_a_new_method_added_by_module_and_config_appears_in_the_table(tmp_path, 
         tmp_path,
         shared_data_dir,
         "methods.ae.train.steps=4",
-        "+methods.bright={name: brightness, variant: default, params: {}}",
+        "+methods.bright={name: brightness, params: {}}",
         "experiment.modalities=[flair]",
         "experiment.only_methods=[ae,bright]",
     )

@@ -73,7 +73,7 @@ def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path,
         def load_state_dict(self, state):
             pass
 
-    entry = "{name: hooked, variant: default, params: {}}"
+    entry = "{name: hooked, params: {}}"
     cfg = _compose(tmp_path, shared_data_dir, "default", f"+methods.hooked={entry}", "experiment.only_methods=[hooked]")
     store = run_experiment(cfg)
     rows = store.rows()

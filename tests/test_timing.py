@@ -188,8 +188,7 @@ def test_timing_command_writes_cost_rows_for_every_method(timing_run) -> None:
     for key in cfg.methods:  # parameter counts equal the method's own count
         spec = cfg.methods[key]
         params = dict(spec.params)
-        method = create_method(spec.name, MethodContext("flair", 32, torch.device("cpu"), 0, ("flair", "t1")),
-                               variant=spec.get("variant", "default"), **params)  # fmt: skip
+        method = create_method(spec.name, MethodContext("flair", 32, torch.device("cpu"), 0, ("flair", "t1")), **params)
         assert cost.loc[cost["method_key"] == key, "params"].item() == method.parameter_count(), key
 
 

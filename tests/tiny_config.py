@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from tests.conftest import TINY_SYNTHETIC_SUBJECTS
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+METHOD_CONFIG_DIR = Path(CONFIG_DIR) / "method"
 
 
 def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
@@ -30,11 +31,13 @@ def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
         return compose(config_name="config", overrides=[*base, *overrides])
 
 
-def method_config(path: Path) -> dict:
-    """A ``configs/method/*.yaml`` file composed by Hydra (its ``defaults`` list applied, e.g. an IterMask²
-    ablation inheriting ``itermask2.yaml``), as a plain dict."""
-    with initialize_config_dir(config_dir=str(Path(path).resolve().parent), version_base="1.3"):
-        cfg = compose(config_name=Path(path).stem)
+def method_config(name: str) -> dict:
+    """``configs/method/<name>.yaml`` composed by Hydra (its ``defaults`` list applied, e.g. ``dae_pos`` inheriting
+    ``dae.yaml``): what an experiment's ``/method@methods.<key>: <name>`` puts under ``methods.<key>``."""
+    if not (METHOD_CONFIG_DIR / f"{name}.yaml").is_file():
+        raise FileNotFoundError(f"no method config {METHOD_CONFIG_DIR / name}.yaml")
+    with initialize_config_dir(config_dir=str(METHOD_CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name=name)
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     return container
