@@ -23,7 +23,7 @@ from datasets.config import DatasetConfig
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
 
 EXPERIMENT_KINDS = ("comparison", "timing")
-#: ``configs/method``: one file per method configuration; a file may inherit another (``defaults: [ddpm, _self_]``).
+#: ``configs/method``: one file per method configuration; a file may inherit another (``defaults: [<base>, _self_]``).
 
 
 class ConfigError(ValueError):
