@@ -23,14 +23,14 @@ from datasets.config import DatasetConfig
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
 
 EXPERIMENT_KINDS = ("comparison", "timing")
-#: ``configs/method``: one file per method configuration; a file may inherit another (``defaults: [<base>, _self_]``).
 
 
 class ConfigError(ValueError):
     """A configuration that cannot run; the message names the key and what was expected."""
 
 
-#: Top-level keys of a method config (``configs/method/*.yaml`` after Hydra merged its ``defaults``).
+#: Top-level keys of a method config (``configs/method/*.yaml``, one file per method configuration, after Hydra
+#: merged its ``defaults``: a file may inherit another with ``defaults: [<base>, _self_]``).
 #: ``smoke_params`` is read by tests/test_all_methods.py only (cheaper settings of the same code path).
 METHOD_CONFIG_KEYS = ("name", "label", "params", "train", "smoke_params")
 
