@@ -1,20 +1,17 @@
 """Anomaly-segmentation methods behind one interface (:mod:`methods.base`).
 
-Importing this package registers every method: each module below decorates its class with
-``@register(name)``. A new method is one module plus one import line here and one config file in
-``configs/method/``.
+Importing this package registers every method: it imports each module and subpackage of ``methods/``, and
+each method decorates its class with ``@register(name)``. A new method is one module here plus one config
+file in ``configs/method/``; nothing else is edited.
 """
+
+import importlib
+import pkgutil
 
 from methods._guard import check_datasets_package
 
 check_datasets_package()
 
-from methods import ae  # noqa: E402,F401  (registers "ae")
-from methods import itermask2  # noqa: E402,F401  (registers "itermask2")
-from methods import dae  # noqa: E402,F401  (registers "dae")
-from methods import cyclic_unet  # noqa: E402,F401  (registers "cyclic_unet")
-from methods import ddpm  # noqa: E402,F401  (registers "ddpm")
-from methods import autoddpm  # noqa: E402,F401  (registers "autoddpm")
 from methods.base import (  # noqa: E402
     AnomalyMethod,
     MethodContext,
@@ -24,6 +21,9 @@ from methods.base import (  # noqa: E402
     register,
     registered_methods,
 )
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "AnomalyMethod",
