@@ -18,9 +18,9 @@ import math
 import os
 import socket
 import tempfile
-from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,7 @@ class ResultsStore:
         folder (never shared, so parallel jobs cannot collide) and refresh the latest-run copies
         ``experiment.yaml`` / ``environment.json`` atomically (last writer wins, never half-written)."""
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         job = Path(tempfile.mkdtemp(dir=self.jobs_dir, prefix=f"{stamp}__{socket.gethostname()}__{os.getpid()}_"))
         env = json.dumps(environment, indent=1).encode()
         for path, payload in (
@@ -149,5 +149,3 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _scalar(v) for k, v in value.items()}
     return value
-
-

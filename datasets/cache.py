@@ -17,8 +17,9 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Mapping, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import torch
 

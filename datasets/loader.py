@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -100,7 +101,10 @@ def _load_cached(paths: dict[str, Path], fingerprint: str) -> tuple[dict[str, Sl
 
 def _splits(slices: dict[str, SliceSet | None], data_hash: str, config: DatasetConfig) -> Splits:
     return Splits(
-        **slices, name=config.display_name, preprocess_hash=config.preprocess_hash(), data_hash=data_hash  # type: ignore[arg-type]
+        **slices,
+        name=config.display_name,
+        preprocess_hash=config.preprocess_hash(),
+        data_hash=data_hash,  # type: ignore[arg-type]
     )
 
 
@@ -110,7 +114,9 @@ def _check_config(config: DatasetConfig, layout: Layout) -> None:
         raise DatasetError(f"image_size={config.image_size!r}; expected a positive integer")
     start, stop = config.slice_range
     if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop):
-        raise DatasetError(f"slice_range={tuple(config.slice_range)}; expected axial indices [start, stop) with 0 <= start < stop")
+        raise DatasetError(
+            f"slice_range={tuple(config.slice_range)}; expected axial indices [start, stop) with 0 <= start < stop"
+        )
     if config.test_slices not in ("largest", "all"):
         raise DatasetError(f"test_slices={config.test_slices!r}; expected 'largest' or 'all'")
     if not isinstance(config.eval_slice_step, int) or config.eval_slice_step < 1:
@@ -247,14 +253,23 @@ def _build(
         if no_lesion:
             log.info(
                 "%s: %d of %d %s subjects have no lesion voxel in slice_range %s and are skipped from %s: %s",
-                config.display_name, len(no_lesion), len(parts[name]), SLICE_SETS[name][0],
-                tuple(config.slice_range), name, no_lesion[:10],
+                config.display_name,
+                len(no_lesion),
+                len(parts[name]),
+                SLICE_SETS[name][0],
+                tuple(config.slice_range),
+                name,
+                no_lesion[:10],
             )
     slice_sets = {name: _slice_set(name, kept, config) for name, kept in parts.items()}
     n_labelled = 0 if slice_sets["val_labelled"] is None else len(slice_sets["val_labelled"])
     log.info(
         "%s: %d train / %d val healthy slices, %d val lesion slices (val_labelled), %d test lesion slices",
-        config.display_name, len(slice_sets["train"]), len(slice_sets["val"]), n_labelled, len(slice_sets["test"]),  # type: ignore[arg-type]
+        config.display_name,
+        len(slice_sets["train"]),
+        len(slice_sets["val"]),
+        n_labelled,
+        len(slice_sets["test"]),  # type: ignore[arg-type]
     )
     return slice_sets
 

@@ -11,7 +11,8 @@ Conventions: volumes are raw ``[X, Y, Z]`` arrays as stored in the NIfTI file; a
 from __future__ import annotations
 
 import functools
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -50,8 +51,7 @@ def normalise_p90(volume: np.ndarray, source: str = "volume") -> np.ndarray:
     brain = volume[volume > 0]
     if brain.size == 0:
         raise DatasetError(
-            f"{source}: no voxel > 0; expected a skull-stripped volume with background 0 and positive "
-            "brain intensities"
+            f"{source}: no voxel > 0; expected a skull-stripped volume with background 0 and positive brain intensities"
         )
     u = float(np.percentile(brain, 90))
     return (volume * np.float32(6.0 / u) - np.float32(3.0)).astype(np.float32, copy=False)

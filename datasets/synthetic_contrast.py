@@ -53,8 +53,9 @@ class Contrast:
     heterogeneity: float  # lesion texture amplitude (relative)
 
     @staticmethod
-    def draw(rng: np.random.Generator, name: str, noise_level: float, bias_strength: float,
-             lesion_contrast: float) -> "Contrast":
+    def draw(
+        rng: np.random.Generator, name: str, noise_level: float, bias_strength: float, lesion_contrast: float
+    ) -> Contrast:
         tissue = TISSUE_RATIOS[name]
         wm = rng.uniform(300.0, 1200.0)
         gm = rng.uniform(*tissue["gm"])
@@ -71,8 +72,13 @@ class Contrast:
         return Contrast(name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(heterogeneity))
 
 
-def draw_contrasts(rng: np.random.Generator, modalities: tuple[str, ...], noise_level: float,
-                   bias_strength: float, lesion_contrast: float) -> dict[str, Contrast]:
+def draw_contrasts(
+    rng: np.random.Generator,
+    modalities: tuple[str, ...],
+    noise_level: float,
+    bias_strength: float,
+    lesion_contrast: float,
+) -> dict[str, Contrast]:
     return {m: Contrast.draw(rng, m, noise_level, bias_strength, lesion_contrast) for m in modalities}
 
 
@@ -87,7 +93,7 @@ class BrainVoxels:
     csf: np.ndarray
 
     @staticmethod
-    def of(anatomy: AnatomyBox) -> "BrainVoxels":
+    def of(anatomy: AnatomyBox) -> BrainVoxels:
         inside = np.nonzero(anatomy.brain)
         index = np.full(anatomy.brain.shape, -1, np.int32)
         index[inside] = np.arange(inside[0].size, dtype=np.int32)
@@ -104,9 +110,16 @@ def lesion_region(classes: np.ndarray, bbox: tuple[slice, ...], pad: int = 3) ->
     return tuple(slice(max(0, int(a)), min(s.stop - s.start, int(b))) for a, b, s in zip(lo, hi, bbox))
 
 
-def render(contrast: Contrast, brain: BrainVoxels, box: tuple[slice, ...], classes: np.ndarray,
-           shape: tuple[int, int, int], texture_seed: int, noise_rng: np.random.Generator,
-           head: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None) -> np.ndarray:
+def render(
+    contrast: Contrast,
+    brain: BrainVoxels,
+    box: tuple[slice, ...],
+    classes: np.ndarray,
+    shape: tuple[int, int, int],
+    texture_seed: int,
+    noise_rng: np.random.Generator,
+    head: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None,
+) -> np.ndarray:
     """The int16 volume of one contrast.
 
     Args:

@@ -9,8 +9,9 @@ computed once per schedule as Python floats, so a step is a few fused tensor ops
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 from diffusers import DDPMScheduler
@@ -229,8 +230,8 @@ class DiffusionSampler:
         """The final inpainted image of :meth:`repaint_steps` and its network calls (``level x resamples``)."""
         counted = CountingModel(model)
         state = None
-        for state in self.repaint_steps(counted, x0, unknown, start, level, resamples, generator):
+        # Only the last state is wanted: it is read after the loop.
+        for state in self.repaint_steps(counted, x0, unknown, start, level, resamples, generator):  # noqa: B007
             pass
         assert state is not None  # the generator always yields the final merge
         return state.x, counted.calls
-

@@ -15,10 +15,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 
 from benchmark.schema import segmentation_array, stored_test_split_of  # noqa: E402
 from benchmark.store import ResultsStore  # noqa: E402

@@ -110,7 +110,9 @@ def human_ai_oracle(
 
 
 @torch.inference_mode()
-def _oracle_batch(model: RefinementModel, batch: SliceSet, dice_fn: DiceFn, config: OracleConfig) -> tuple[torch.Tensor, ...]:
+def _oracle_batch(
+    model: RefinementModel, batch: SliceSet, dice_fn: DiceFn, config: OracleConfig
+) -> tuple[torch.Tensor, ...]:
     assert model.masked_model is not None
     x = batch.channel(model.modality)
     x_s = model.high_pass(x)

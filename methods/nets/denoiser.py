@@ -18,7 +18,7 @@ without it one slice costs 15-30 ms per network evaluation here, i.e. minutes pe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from diffusers import UNet2DModel
