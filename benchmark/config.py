@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -190,7 +190,10 @@ def _spec(key: str, entry: DictConfig) -> MethodSpec:
     if name not in registered_methods():
         known = ", ".join(sorted(registered_methods()))
         raise ConfigError(f"{where}.name: unknown method {name!r}; registered methods: {known}")
-    params = OmegaConf.to_container(entry.params, resolve=True) if entry.get("params") is not None else {}
+    # config keys are strings
+    params = cast(
+        dict[str, Any], OmegaConf.to_container(entry.params, resolve=True) if entry.get("params") is not None else {}
+    )
     assert isinstance(params, dict)
     try:
         check_params(name, params)
@@ -199,7 +202,9 @@ def _spec(key: str, entry: DictConfig) -> MethodSpec:
             f"{where}.params: unknown parameter(s) {', '.join(error.unknown)} of method {name!r}; "
             f"accepted: {', '.join(error.accepted)}"
         ) from None
-    train = OmegaConf.to_container(entry.train, resolve=True) if entry.get("train") is not None else {}
+    train = cast(
+        dict[str, Any], OmegaConf.to_container(entry.train, resolve=True) if entry.get("train") is not None else {}
+    )
     assert isinstance(train, dict)
     label = entry.get("label")
     return MethodSpec(key, name, params, _budget(where, name, train), str(label) if label else None)

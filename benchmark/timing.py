@@ -90,7 +90,7 @@ def apply_options(method: AnomalyMethod, options: TimingOptions) -> dict[str, st
         applied["amp"] = "bf16" if method.device.type == "cuda" else f"not applicable on {method.device.type}"
     if options.channels_last:
         for net in method.networks():
-            net.to(memory_format=torch.channels_last)
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub omits memory_format=
         applied["channels_last"] = "on"
     if options.compile:
         for net in method.networks():

@@ -85,7 +85,7 @@ def content_hash(sets: Mapping[str, SliceSet | None]) -> str:
         for tensor in (slices.images, slices.brain, slices.labels):
             array = tensor.detach().cpu().contiguous().numpy()
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))  # array.data is memoryview(array)
         digest.update(json.dumps([slices.modalities, slices.subjects, slices.slice_index]).encode())
     return digest.hexdigest()[:DATA_HASH_LENGTH]
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from datasets.errors import DatasetError
+
+if TYPE_CHECKING:
+    from nibabel import Nifti1Image
 
 BACKGROUND = -3.0
 """Value of every non-brain pixel after normalisation, for every dataset.
@@ -72,7 +75,7 @@ def normalise_zscore(volume: np.ndarray, brain: np.ndarray, source: str = "volum
 
 
 @functools.lru_cache(maxsize=1)
-def _mni152_mask_image():  # -> nibabel.Nifti1Image
+def _mni152_mask_image() -> Nifti1Image:
     from nilearn.datasets import load_mni152_brain_mask  # imported lazily: ~2 s, ATLAS only
 
     return load_mni152_brain_mask(resolution=1)
@@ -124,6 +127,7 @@ def select_slices(
     """
     start, stop = slice_range
     area = lesion[:, :, start:stop].sum(axis=(0, 1))
+    keep: np.ndarray | list[int]
     if role == "healthy":
         keep = np.flatnonzero((area == 0) & brain[:, :, start:stop].any(axis=(0, 1)))
     elif test_slices == "all":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -41,7 +42,7 @@ def load_templates() -> Templates:
     """The nilearn MNI152 templates (package data, read offline; nilearn is imported lazily)."""
     from nilearn import datasets as nilearn_datasets
 
-    def data(img) -> np.ndarray:
+    def data(img: Any) -> np.ndarray:  # a nibabel image
         return np.ascontiguousarray(np.asarray(img.get_fdata(), dtype=np.float32))
 
     brain_img = nilearn_datasets.load_mni152_brain_mask(resolution=1)

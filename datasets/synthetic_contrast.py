@@ -12,6 +12,7 @@ shells; :func:`add_head`) surrounds the brain and the rest is 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -136,7 +137,7 @@ def render(
         dense[inside] = signal[at[inside]]
         _paint(dense, classes[box][region], inside, contrast, texture_seed)
         signal[at[inside]] = dense[inside]
-    coords = brain.coords
+    coords: tuple[np.ndarray, ...] = brain.coords
     if head is not None:
         coords = tuple(np.concatenate([c, h]) for c, h in zip(coords, head[0]))
         signal = np.concatenate([signal, np.float32(contrast.wm) * head[1]])
@@ -156,7 +157,8 @@ def _paint(signal: np.ndarray, classes: np.ndarray, brain: np.ndarray, contrast:
     mask = (classes > 0).astype(np.float32)
     weight = ndi.gaussian_filter(mask, 0.7)
     level = ndi.gaussian_filter(lut[classes] * mask, 0.7) / np.maximum(weight, 1e-3)
-    texture = smooth_noise(texture_seed, tuple(slice(0, n) for n in classes.shape), spacing=2.5, channels=1)[0]
+    box = cast(tuple[slice, slice, slice], tuple(slice(0, n) for n in classes.shape))  # classes is 3-D
+    texture = smooth_noise(texture_seed, box, spacing=2.5, channels=1)[0]
     level *= 1.0 + np.float32(contrast.heterogeneity) * texture
     weight = np.minimum(weight * 1.5, 1.0) * brain  # ~1 inside the label, soft over ~1 voxel outside
     signal *= 1.0 - weight

@@ -14,6 +14,7 @@ The file names here are the contract with the real-data loaders (``datasets/load
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -85,7 +86,7 @@ def display_axial(slice2d: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def write_sample_figure(
-    path: Path, samples: list[dict], modalities: tuple[str, ...], affine: np.ndarray, title: str
+    path: Path, samples: list[dict[str, Any]], modalities: tuple[str, ...], affine: np.ndarray, title: str
 ) -> None:
     """Rows of subjects x columns of contrasts at the subject's largest lesion slice, label contoured.
 

@@ -71,7 +71,7 @@ class DDPM(AnomalyMethod):
         **params: Any,
     ) -> None:
         super().__init__(context, **params)
-        self.net_config = {
+        self.net_config: dict[str, Any] = {
             "channels": [int(c) for c in channels],
             "attention": [bool(a) for a in attention],
             "layers_per_block": int(layers_per_block),

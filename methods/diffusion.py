@@ -93,7 +93,8 @@ class DiffusionSchedule:
         )
         self.timesteps = timesteps
         self.identity = {"timesteps": timesteps, "beta_start": beta_start, "beta_end": beta_end, "betas": "linear"}
-        ab = self.scheduler.alphas_cumprod.double()
+        # alphas_cumprod is set in DDPMScheduler.__init__, which diffusers' untyped @register_to_config hides
+        ab = self.scheduler.alphas_cumprod.double()  # type: ignore[attr-defined]
         ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
         beta = 1.0 - ab / ab_prev  # = β_t, derived like DDPMScheduler.step does
         # posterior mean  c0 x̂0 + ct x_t  with  x̂0 = (x_t - sqrt(1-ᾱ_t) ε) / sqrt(ᾱ_t)

@@ -124,11 +124,11 @@ class IterMask2(AnomalyMethod):
         self.layout = layout
         if not 0.0 <= tau_percentile <= 100.0:
             raise ValueError(f"itermask2: tau_percentile must lie in [0, 100], got {tau_percentile}")
-        self.net_config = (
-            UNetConfig.preset(net)
-            if isinstance(net, str)
-            else UNetConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in net.items()})
-        )
+        if isinstance(net, str):
+            self.net_config = UNetConfig.preset(net)
+        else:
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in net.items()}
+            self.net_config = UNetConfig(**fields)
         self.radius = scaled_radius(radius, context.image_size, radius_reference_size)
         self.low_band_amplitude = low_band_amplitude
         self.mask_config = MaskConfig(sampling=mask_sampling, reference_size=mask_reference_size)

@@ -72,4 +72,5 @@ class DenoiserUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unfold(self.unet(self.fold(x), t, return_dict=False)[0])
+        out = self.unet(self.fold(x), t, return_dict=False)  # type: ignore[operator]  # diffusers' stubs hide __call__
+        return self.unfold(out[0])
