@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -117,8 +117,9 @@ def experiment_sweep(cfg: DictConfig) -> Sweep | None:
         )
     unknown = set(sweep) - {f.name for f in dataclasses.fields(Sweep)}
     if unknown:
-        raise ConfigError(f"experiment.sweep: unknown key(s) {sorted(unknown)}; expected method, parameter, values, "
-                          "label, reference")
+        raise ConfigError(
+            f"experiment.sweep: unknown key(s) {sorted(unknown)}; expected method, parameter, values, label, reference"
+        )
     values = tuple(sweep["values"])
     if len(set(map(str, values))) != len(values):
         raise ConfigError(f"experiment.sweep.values: {list(values)} repeats a value; expected distinct values")
@@ -128,8 +129,13 @@ def experiment_sweep(cfg: DictConfig) -> Sweep | None:
         raise ConfigError(f"experiment.sweep.parameter: {error.args[0]}") from None
     if sweep.get("reference") is not None and sweep["reference"] not in values:
         raise ConfigError(f"experiment.sweep.reference={sweep['reference']!r} is not one of the values {list(values)}")
-    return Sweep(sweep["method"], sweep["parameter"], values, str(sweep.get("label") or sweep["parameter"]),
-                 sweep.get("reference"))
+    return Sweep(
+        sweep["method"],
+        sweep["parameter"],
+        values,
+        str(sweep.get("label") or sweep["parameter"]),
+        sweep.get("reference"),
+    )
 
 
 def method_specs(cfg: DictConfig) -> list[MethodSpec]:
@@ -138,7 +144,9 @@ def method_specs(cfg: DictConfig) -> list[MethodSpec]:
     methods = cfg.get("methods") or {}
     sweep = experiment_sweep(cfg)
     if sweep is not None and sweep.method not in methods:
-        raise ConfigError(f"experiment.sweep.method={sweep.method!r} is not in this experiment's methods {list(methods)}")
+        raise ConfigError(
+            f"experiment.sweep.method={sweep.method!r} is not in this experiment's methods {list(methods)}"
+        )
     specs: list[MethodSpec] = []
     for key, entry in methods.items():
         spec = _spec(str(key), entry)
@@ -149,7 +157,9 @@ def method_specs(cfg: DictConfig) -> list[MethodSpec]:
         keys = [s.key for s in specs] + list(methods)
         unknown = sorted(set(only) - set(keys))
         if unknown:
-            raise ConfigError(f"experiment.only_methods names {unknown}, not in this experiment's methods {list(methods)}")
+            raise ConfigError(
+                f"experiment.only_methods names {unknown}, not in this experiment's methods {list(methods)}"
+            )
         specs = [s for s in specs if s.key in only or s.key.partition("[")[0] in only]
     return specs
 
@@ -161,8 +171,10 @@ def _check_distinct(specs: list[MethodSpec]) -> None:
     for spec in specs:
         identity = json.dumps(spec.as_dict(), sort_keys=True, default=str)
         if identity in seen:
-            raise ConfigError(f"methods.{spec.key} has the same name, params and train as methods.{seen[identity]}; "
-                              "expected distinct configurations (a different label alone is not a different run)")
+            raise ConfigError(
+                f"methods.{spec.key} has the same name, params and train as methods.{seen[identity]}; "
+                "expected distinct configurations (a different label alone is not a different run)"
+            )
         seen[identity] = spec.key
 
 
@@ -170,13 +182,18 @@ def _spec(key: str, entry: DictConfig) -> MethodSpec:
     where = f"methods.{key}"
     unknown_keys = sorted(set(map(str, entry)) - set(METHOD_CONFIG_KEYS))
     if unknown_keys:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown_keys)}; accepted: {', '.join(METHOD_CONFIG_KEYS)}"
-                          " (behaviour goes in params, the row label in label)")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown_keys)}; accepted: {', '.join(METHOD_CONFIG_KEYS)}"
+            " (behaviour goes in params, the row label in label)"
+        )
     name = entry.get("name")
     if name not in registered_methods():
         known = ", ".join(sorted(registered_methods()))
         raise ConfigError(f"{where}.name: unknown method {name!r}; registered methods: {known}")
-    params = OmegaConf.to_container(entry.params, resolve=True) if entry.get("params") is not None else {}
+    # config keys are strings
+    params = cast(
+        dict[str, Any], OmegaConf.to_container(entry.params, resolve=True) if entry.get("params") is not None else {}
+    )
     assert isinstance(params, dict)
     try:
         check_params(name, params)
@@ -185,7 +202,9 @@ def _spec(key: str, entry: DictConfig) -> MethodSpec:
             f"{where}.params: unknown parameter(s) {', '.join(error.unknown)} of method {name!r}; "
             f"accepted: {', '.join(error.accepted)}"
         ) from None
-    train = OmegaConf.to_container(entry.train, resolve=True) if entry.get("train") is not None else {}
+    train = cast(
+        dict[str, Any], OmegaConf.to_container(entry.train, resolve=True) if entry.get("train") is not None else {}
+    )
     assert isinstance(train, dict)
     label = entry.get("label")
     return MethodSpec(key, name, params, _budget(where, name, train), str(label) if label else None)
@@ -210,8 +229,11 @@ def _budget(where: str, name: str, train: dict[str, Any]) -> TrainBudget:
     ]  # fmt: skip
     for field_name, value, ok, expected in checks:
         if not ok:
-            raise ConfigError(f"{where}.train.{field_name}={value!r}; expected an integer {expected}"
-                              if field_name != "lr" else f"{where}.train.lr={value!r}; expected a number {expected}")
+            raise ConfigError(
+                f"{where}.train.{field_name}={value!r}; expected an integer {expected}"
+                if field_name != "lr"
+                else f"{where}.train.lr={value!r}; expected a number {expected}"
+            )
     return budget
 
 
@@ -227,8 +249,10 @@ def _expand(spec: MethodSpec, sweep: Sweep) -> list[MethodSpec]:
             try:
                 check_params(spec.name, params)
             except UnknownParameterError as error:
-                raise ConfigError(f"{where}: method {spec.name!r} has no parameter {error.unknown[0]!r}; "
-                                  f"accepted: {', '.join(error.accepted)}") from None
+                raise ConfigError(
+                    f"{where}: method {spec.name!r} has no parameter {error.unknown[0]!r}; "
+                    f"accepted: {', '.join(error.accepted)}"
+                ) from None
             budget = spec.budget
         else:
             params = spec.params
@@ -248,8 +272,10 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     """Check the run config before any work; returns the method specs. Raises :class:`ConfigError`."""
     seeds = cfg.get("seeds")
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ConfigError(f"seeds={OmegaConf.to_container(seeds) if seeds is not None else None!r}; "
-                          "expected a non-empty list of integers, e.g. seeds=[0]")
+        raise ConfigError(
+            f"seeds={OmegaConf.to_container(seeds) if seeds is not None else None!r}; "
+            "expected a non-empty list of integers, e.g. seeds=[0]"
+        )
     for key in ("eval_batch_size",):
         value = cfg.get(key)
         if not isinstance(value, int) or value < 1:
@@ -286,8 +312,13 @@ def _check_protocols(cfg: DictConfig) -> None:
     protocols = list(cfg.experiment.get("protocols") or [])
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if not protocols or unknown:
-        raise ConfigError(f"experiment.protocols={protocols}: unknown {unknown}; expected some of {', '.join(PROTOCOLS)}"
-                          if unknown else f"experiment.protocols is empty; expected some of {', '.join(PROTOCOLS)}")
+        raise ConfigError(
+            f"experiment.protocols={protocols}: unknown {unknown}; expected some of {', '.join(PROTOCOLS)}"
+            if unknown
+            else f"experiment.protocols is empty; expected some of {', '.join(PROTOCOLS)}"
+        )
     table_protocol = cfg.experiment.get("table_protocol")
     if table_protocol not in protocols:
-        raise ConfigError(f"experiment.table_protocol={table_protocol!r}; expected one of experiment.protocols {protocols}")
+        raise ConfigError(
+            f"experiment.table_protocol={table_protocol!r}; expected one of experiment.protocols {protocols}"
+        )

@@ -12,8 +12,8 @@ bold them; :func:`degenerate_warnings` gives the runner one log message per dege
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +22,6 @@ from benchmark.metrics import as_nhw, brain_region, compute_metrics
 from benchmark.predict import Predictions
 from benchmark.thresholds import ThresholdResult, binarise, choose_threshold
 from datasets.slices import SliceSet
-
 
 #: Default largest share of the test brain a segmentation may mark before its row is degenerate.
 DEFAULT_MAX_BRAIN_SHARE = 0.5
@@ -110,14 +109,14 @@ def _check_labelled_validation(
     if labelled_val is None:
         raise ValueError(f"threshold protocol 'val_labelled' has no labelled validation set: {NO_LABELLED_VAL}")
     if labelled_val_pred is None:
-        raise ValueError("threshold protocol 'val_labelled' needs labelled_val_pred (the method's maps on labelled_val); got None")
+        raise ValueError(
+            "threshold protocol 'val_labelled' needs labelled_val_pred (the method's maps on labelled_val); got None"
+        )
 
 
 def _labelled_val_threshold(protocol: str, pred: Predictions, labelled: SliceSet) -> ThresholdResult:
     """The threshold chosen on the labelled validation set only: no test map or label is passed."""
-    return choose_threshold(
-        protocol, val_maps=pred.anomaly_maps, val_brain=labelled.brain, val_labels=labelled.labels
-    )
+    return choose_threshold(protocol, val_maps=pred.anomaly_maps, val_brain=labelled.brain, val_labels=labelled.labels)
 
 
 def evaluate_segmentation(
@@ -136,8 +135,10 @@ def evaluate_segmentation(
     and SSIM come from ``test_pred`` (threshold-free); the threshold fields are NaN and ``threshold_objective``
     is the mean per-image Dice. Degenerate only through ``max_brain_share`` (there is no grid)."""
     if segmentation.shape != test.labels.shape:
-        raise ValueError(f"evaluate_segmentation({protocol}): segmentation {tuple(segmentation.shape)} "
-                         f"does not match the test labels {tuple(test.labels.shape)}")
+        raise ValueError(
+            f"evaluate_segmentation({protocol}): segmentation {tuple(segmentation.shape)} "
+            f"does not match the test labels {tuple(test.labels.shape)}"
+        )
     chosen = ThresholdResult(protocol, math.nan, math.nan, math.nan, math.nan, is_oracle=is_oracle)
     result = _result(chosen, segmentation.bool().cpu(), test_pred, test, modality, seed, n_boot, max_brain_share)
     result.row["threshold_objective"] = result.row["dice"]
@@ -169,12 +170,16 @@ def _result(
         n_boot=n_boot,
         seed=seed,
     )
-    row = threshold.record() | metrics.flat() | {
-        "segmented_brain_share": share,
-        "max_brain_share": max_brain_share,
-        "degenerate": bool(reason),
-        "degenerate_reason": reason,
-    }
+    row = (
+        threshold.record()
+        | metrics.flat()
+        | {
+            "segmented_brain_share": share,
+            "max_brain_share": max_brain_share,
+            "degenerate": bool(reason),
+            "degenerate_reason": reason,
+        }
+    )
     per_image = metrics.per_image | {"threshold": _per_image_thresholds(threshold, len(test))}
     return ProtocolResult(threshold.protocol, row, segmentation, per_image)
 
@@ -224,4 +229,3 @@ def degenerate_warnings(results: Sequence[ProtocolResult]) -> list[str]:
         for r in results
         if r.row.get("degenerate")
     ]
-

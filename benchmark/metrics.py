@@ -609,7 +609,7 @@ def compute_metrics(
     }
 
     values["ssim_paper"] = values["ssim_normal"] = math.nan
-    if reconstruction is not None:
+    if inputs is not None and reconstruction is not None:  # both or neither (checked above)
         sp = ssim_paper(inputs, reconstruction, y, brain, data_range=ssim_paper_range)
         sn = ssim_normal(inputs, reconstruction, y, brain, data_range=ssim_normal_range)
         per_image["ssim_paper"] = sp.numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -45,10 +46,11 @@ def predict_split(
         recs.append(None if out.reconstruction is None else out.reconstruction.float().cpu())
         masks.append(None if out.final_mask is None else out.final_mask.cpu())
         nfes.append(out.nfe.cpu())
+    # a method returns reconstructions (final masks) for every batch or for none: the first batch decides
     return Predictions(
         anomaly_maps=torch.cat(maps) if maps else torch.empty(0),
-        reconstructions=None if not recs or recs[0] is None else torch.cat(recs),
-        final_masks=None if not masks or masks[0] is None else torch.cat(masks),
+        reconstructions=None if not recs or recs[0] is None else torch.cat(cast(list[torch.Tensor], recs)),
+        final_masks=None if not masks or masks[0] is None else torch.cat(cast(list[torch.Tensor], masks)),
         nfe=torch.cat(nfes) if nfes else torch.empty(0, dtype=torch.long),
         seconds=seconds,
     )

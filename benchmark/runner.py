@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,12 @@ def run_experiment_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
     splits = setup.splits
     log.info(
         "data %s (data hash %s): %d train / %d val (healthy) / %d test slices at %s px",
-        splits.name, splits.data_hash, len(splits.train), len(splits.val), len(splits.test), splits.test.image_size,
+        splits.name,
+        splits.data_hash,
+        len(splits.train),
+        len(splits.val),
+        len(splits.test),
+        splits.test.image_size,
     )
     keys: list[str] = []
     trained: set[Path] = set()  # checkpoints (re)trained by this run: retrain=true trains a shared one once
@@ -211,8 +216,16 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
     headline = next((r for r in results if r.protocol == options.table_protocol), results[0])
     log.info(
         "done %-10s %-5s %-22s seed %d | DSC %.3f (%s)  AUROC %.3f | train %.0f s%s, %.1f ms/slice, NFE %.0f",
-        cell.dataset, cell.modality, header["method_label"], cell.seed, headline.row["dice"], headline.protocol,
-        headline.row["auroc"], train_log.seconds, " (reused)" if reused else "", predictions.test.ms_per_slice,
+        cell.dataset,
+        cell.modality,
+        header["method_label"],
+        cell.seed,
+        headline.row["dice"],
+        headline.protocol,
+        headline.row["auroc"],
+        train_log.seconds,
+        " (reused)" if reused else "",
+        predictions.test.ms_per_slice,
         cost["nfe_per_slice"],
     )
 
@@ -340,8 +353,15 @@ def _human_ai_result(
         return None
     seconds = time.perf_counter() - start
     result = evaluate_segmentation(
-        HUMAN_AI_PROTOCOL, segmentation, test_pred, test, cell.modality, is_oracle=True, seed=cell.seed,
-        n_boot=options.bootstrap_samples, max_brain_share=options.degenerate_brain_share,
+        HUMAN_AI_PROTOCOL,
+        segmentation,
+        test_pred,
+        test,
+        cell.modality,
+        is_oracle=True,
+        seed=cell.seed,
+        n_boot=options.bootstrap_samples,
+        max_brain_share=options.degenerate_brain_share,
     )
     result.row["search_seconds"] = seconds
     return result
@@ -422,4 +442,4 @@ def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -18,9 +18,9 @@ import math
 import os
 import socket
 import tempfile
-from datetime import datetime, timezone
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ class ResultsStore:
         with self._write_lock():
             if arrays:
                 self.arrays_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **arrays))
+                atomic_write(self.arrays_dir / f"{cell}.npz", lambda f: np.savez_compressed(f, **_npz(arrays)))
             if per_image is not None:
                 self.per_image_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.per_image_dir / f"{cell}.parquet", lambda f: per_image.to_parquet(f, index=False))
@@ -71,7 +71,7 @@ class ResultsStore:
     def write_arrays(self, name: str, arrays: dict[str, np.ndarray]) -> None:
         """Store arrays shared by several cells (e.g. the test inputs and labels), atomically."""
         self.arrays_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.arrays_dir / f"{name}.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(self.arrays_dir / f"{name}.npz", lambda f: np.savez_compressed(f, **_npz(arrays)))
 
     def has_arrays(self, name: str) -> bool:
         return (self.arrays_dir / f"{name}.npz").exists()
@@ -81,7 +81,7 @@ class ResultsStore:
         folder (never shared, so parallel jobs cannot collide) and refresh the latest-run copies
         ``experiment.yaml`` / ``environment.json`` atomically (last writer wins, never half-written)."""
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         job = Path(tempfile.mkdtemp(dir=self.jobs_dir, prefix=f"{stamp}__{socket.gethostname()}__{os.getpid()}_"))
         env = json.dumps(environment, indent=1).encode()
         for path, payload in (
@@ -90,7 +90,8 @@ class ResultsStore:
             (self.config_path, config_yaml.encode()),
             (self.environment_path, env),
         ):
-            atomic_write(path, lambda f, data=payload: f.write(data))
+            # atomic_write calls the writer before returning, so the late-bound payload is this iteration's
+            atomic_write(path, lambda f: f.write(payload))  # noqa: B023
         return job
 
     def jobs(self) -> list[Path]:
@@ -151,3 +152,7 @@ def _scalar(value: Any) -> Any:
     return value
 
 
+def _npz(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """``arrays`` as ``np.savez_compressed`` keywords (its stub also types ``allow_pickle`` as a keyword, so a
+    ``**dict[str, ndarray]`` does not type-check)."""
+    return arrays

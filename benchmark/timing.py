@@ -4,8 +4,8 @@ Per (modality, method, seed) cell one row (``record = "method_cost"``): paramete
 inference ms per slice and slices/s (median and IQR over repeats after warm-up), train-step ms at the
 configured batch size, peak memory, FLOPs per slice, device, dtype and the options used (AMP bf16,
 channels_last, torch.compile; an option that does not apply on the device is recorded as such, never
-faked). Timing goes through one :class:`~methods.measure.Timer` on every device: CUDA events on GPU (the clock runs on the
-stream, so asynchronous launches are measured correctly), ``perf_counter`` elsewhere.
+faked). Timing goes through one :class:`~methods.measure.Timer` on every device: CUDA events on GPU (the
+clock runs on the stream, so asynchronous launches are measured correctly), ``perf_counter`` elsewhere.
 
 The measured model is trained (or reloaded) through the runner's checkpoint path; ``timing.train_steps``
 shortens its budget (cost does not depend on how well a network is trained, except where the NFE adapts to
@@ -22,7 +22,7 @@ import logging
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import torch
@@ -90,7 +90,7 @@ def apply_options(method: AnomalyMethod, options: TimingOptions) -> dict[str, st
         applied["amp"] = "bf16" if method.device.type == "cuda" else f"not applicable on {method.device.type}"
     if options.channels_last:
         for net in method.networks():
-            net.to(memory_format=torch.channels_last)
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub omits memory_format=
         applied["channels_last"] = "on"
     if options.compile:
         for net in method.networks():
@@ -190,8 +190,9 @@ def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
                 if measured is not None and options.cost_studies:
                     studied.append((cell, *measured))
     for cell, method, row in studied:
-        rows = method.cost_studies(splits, batch_size, float(row["train_step_ms"]), timer,
-                                   train_batch_size=int(row["train_batch_size"]))
+        rows = method.cost_studies(
+            splits, batch_size, float(row["train_step_ms"]), timer, train_batch_size=int(row["train_batch_size"])
+        )
         by_record: dict[str, list[dict[str, Any]]] = {}
         for study_row in rows:
             if not study_row.get("record") or not study_row.get("title"):
@@ -264,7 +265,7 @@ def measure_cell(
     row |= time_inference(method, batch, timer, options)
     step = time_train_step(make, splits, spec.budget, timer, options).scaled(1000.0)
     row |= {"train_step_ms": step.median, "train_step_ms_iqr": step.iqr}
-    row["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    row["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     store.write(key, [row])
     log.info(
         "timing %-5s %-22s | %d params | NFE %.1f | %.2f ms/slice (IQR %.2f) | train step %.1f ms",

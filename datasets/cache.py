@@ -17,8 +17,9 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Mapping, NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import torch
 
@@ -84,7 +85,7 @@ def content_hash(sets: Mapping[str, SliceSet | None]) -> str:
         for tensor in (slices.images, slices.brain, slices.labels):
             array = tensor.detach().cpu().contiguous().numpy()
             digest.update(f"{array.dtype}{array.shape}".encode())
-            digest.update(memoryview(array).cast("B"))
+            digest.update(array.data.cast("B"))  # array.data is memoryview(array)
         digest.update(json.dumps([slices.modalities, slices.subjects, slices.slice_index]).encode())
     return digest.hexdigest()[:DATA_HASH_LENGTH]
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import numpy as np
 
@@ -67,7 +68,9 @@ class Layout(ABC):
         """Subject id → the subject's folder, for every subject under ``root``."""
         if not root.is_dir():
             what = "is not a folder" if root.exists() else "does not exist"
-            raise DatasetError(f"dataset root {root} {what}; expected the {self.title} folder with {self.subject_pattern}")
+            raise DatasetError(
+                f"dataset root {root} {what}; expected the {self.title} folder with {self.subject_pattern}"
+            )
         subjects = self._find_subjects(root)
         if not subjects:
             seen = sorted(p.name for p in root.iterdir())[:5]
@@ -127,7 +130,9 @@ class BratsLayout(Layout):
         files = _files_in(folder)
 
         def find(suffix: str, what: str) -> Path:
-            return _find_file(files, rf"{re.escape(subject)}_{suffix}{NII}", what, folder / f"{subject}_{suffix}.nii.gz")
+            return _find_file(
+                files, rf"{re.escape(subject)}_{suffix}{NII}", what, folder / f"{subject}_{suffix}.nii.gz"
+            )
 
         images = tuple(find(m, f"{m} image of {subject}") for m in modalities)
         return SubjectFiles(subject, images, find("seg", f"label (seg) of {subject}"))
@@ -176,13 +181,15 @@ class AtlasLayout(Layout):
     def subject_files(self, subject: str, folder: Path, modalities: Sequence[str]) -> SubjectFiles:
         files = _files_in(folder)
         prefix = rf"{re.escape(subject)}_ses-[A-Za-z0-9]+_{self._space}"
-        t1 = _find_file(files, rf"{prefix}_T1w{NII}", f"t1 image of {subject}",
-                        folder / f"{subject}_ses-1_{self._space}_T1w.nii.gz")
+        t1 = _find_file(
+            files, rf"{prefix}_T1w{NII}", f"t1 image of {subject}", folder / f"{subject}_ses-1_{self._space}_T1w.nii.gz"
+        )
         session = t1.name.split("_")[1]
         label_name = f"{subject}_{session}_{self._space}_label-L_desc-T1lesion_mask"
         try:
-            label = _find_file(files, rf"{re.escape(label_name)}{NII}", f"lesion mask of {subject}",
-                               folder / f"{label_name}.nii.gz")
+            label = _find_file(
+                files, rf"{re.escape(label_name)}{NII}", f"lesion mask of {subject}", folder / f"{label_name}.nii.gz"
+            )
         except DatasetError as error:
             hint = "ATLAS_2/Testing has no public masks: point the root at ATLAS_2/Training"
             raise DatasetError(f"{error} ({hint})") from None
@@ -222,8 +229,11 @@ class IslesLayout(Layout):
             return _find_file(files, rf".*\.{tag}\.\d+{NII}", what, folder / example / f"{example}.nii")
 
         images = tuple(
-            find(f"MR_{self._file_tag[m]}", f"{m} image of ISLES subject {subject}",
-                 f"VSD.Brain.XX.O.MR_{self._file_tag[m]}.<id>")
+            find(
+                f"MR_{self._file_tag[m]}",
+                f"{m} image of ISLES subject {subject}",
+                f"VSD.Brain.XX.O.MR_{self._file_tag[m]}.<id>",
+            )
             for m in modalities
         )
         label = find("OT", f"label (.OT.) of ISLES subject {subject}", "VSD.Brain_3more.XX.O.OT.<id>")
@@ -241,4 +251,3 @@ def get_layout(key: str) -> Layout:
     if key not in LAYOUTS:
         raise DatasetError(f"unknown dataset layout {key!r}; expected one of {list(LAYOUTS)}")
     return LAYOUTS[key]
-

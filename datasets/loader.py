@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import nibabel as nib
 import numpy as np
@@ -30,6 +31,9 @@ from datasets.layouts import Layout, SubjectFiles, get_layout
 from datasets.preprocess import select_slices, slices_to_tensors
 from datasets.slices import SliceSet, Splits
 from datasets.splits import SPLIT_NAMES, assign_subjects
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +103,12 @@ def _load_cached(paths: dict[str, Path], fingerprint: str) -> tuple[dict[str, Sl
 
 
 def _splits(slices: dict[str, SliceSet | None], data_hash: str, config: DatasetConfig) -> Splits:
+    # train, val and test are never None here (_slice_set raises for an empty required set)
     return Splits(
-        **slices, name=config.display_name, preprocess_hash=config.preprocess_hash(), data_hash=data_hash  # type: ignore[arg-type]
+        **cast(dict[str, Any], slices),
+        name=config.display_name,
+        preprocess_hash=config.preprocess_hash(),
+        data_hash=data_hash,
     )
 
 
@@ -110,7 +118,9 @@ def _check_config(config: DatasetConfig, layout: Layout) -> None:
         raise DatasetError(f"image_size={config.image_size!r}; expected a positive integer")
     start, stop = config.slice_range
     if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start < stop):
-        raise DatasetError(f"slice_range={tuple(config.slice_range)}; expected axial indices [start, stop) with 0 <= start < stop")
+        raise DatasetError(
+            f"slice_range={tuple(config.slice_range)}; expected axial indices [start, stop) with 0 <= start < stop"
+        )
     if config.test_slices not in ("largest", "all"):
         raise DatasetError(f"test_slices={config.test_slices!r}; expected 'largest' or 'all'")
     if not isinstance(config.eval_slice_step, int) or config.eval_slice_step < 1:
@@ -129,7 +139,7 @@ class SubjectVolumes:
 def read_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A 3-D float32 volume and its affine; a clear error for unreadable, non-3-D or non-finite data."""
     try:
-        image = nib.load(path)
+        image = cast("SpatialImage", nib.load(path))  # nib.load is typed as returning the FileBasedImage base
         data = image.get_fdata(dtype=np.float32)
     except Exception as error:
         raise DatasetError(f"cannot read {path} ({type(error).__name__}: {error}); expected a NIfTI volume") from error
@@ -196,7 +206,7 @@ def preprocess_subject(
     for name in sets:
         step = 1 if name == "train" else config.eval_slice_step
         role = SLICE_SETS[name][1]
-        z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices, step)  # type: ignore[arg-type]
+        z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices, step)
         tensors = slices_to_tensors(
             volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain
         )
@@ -247,14 +257,25 @@ def _build(
         if no_lesion:
             log.info(
                 "%s: %d of %d %s subjects have no lesion voxel in slice_range %s and are skipped from %s: %s",
-                config.display_name, len(no_lesion), len(parts[name]), SLICE_SETS[name][0],
-                tuple(config.slice_range), name, no_lesion[:10],
+                config.display_name,
+                len(no_lesion),
+                len(parts[name]),
+                SLICE_SETS[name][0],
+                tuple(config.slice_range),
+                name,
+                no_lesion[:10],
             )
     slice_sets = {name: _slice_set(name, kept, config) for name, kept in parts.items()}
     n_labelled = 0 if slice_sets["val_labelled"] is None else len(slice_sets["val_labelled"])
+    # train, val and test are never None (_slice_set raises for an empty required set)
+    train, val, test = (cast(SliceSet, slice_sets[name]) for name in ("train", "val", "test"))
     log.info(
         "%s: %d train / %d val healthy slices, %d val lesion slices (val_labelled), %d test lesion slices",
-        config.display_name, len(slice_sets["train"]), len(slice_sets["val"]), n_labelled, len(slice_sets["test"]),  # type: ignore[arg-type]
+        config.display_name,
+        len(train),
+        len(val),
+        n_labelled,
+        len(test),
     )
     return slice_sets
 

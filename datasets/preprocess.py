@@ -11,13 +11,17 @@ Conventions: volumes are raw ``[X, Y, Z]`` arrays as stored in the NIfTI file; a
 from __future__ import annotations
 
 import functools
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from datasets.errors import DatasetError
+
+if TYPE_CHECKING:
+    from nibabel import Nifti1Image
 
 BACKGROUND = -3.0
 """Value of every non-brain pixel after normalisation, for every dataset.
@@ -50,8 +54,7 @@ def normalise_p90(volume: np.ndarray, source: str = "volume") -> np.ndarray:
     brain = volume[volume > 0]
     if brain.size == 0:
         raise DatasetError(
-            f"{source}: no voxel > 0; expected a skull-stripped volume with background 0 and positive "
-            "brain intensities"
+            f"{source}: no voxel > 0; expected a skull-stripped volume with background 0 and positive brain intensities"
         )
     u = float(np.percentile(brain, 90))
     return (volume * np.float32(6.0 / u) - np.float32(3.0)).astype(np.float32, copy=False)
@@ -72,7 +75,7 @@ def normalise_zscore(volume: np.ndarray, brain: np.ndarray, source: str = "volum
 
 
 @functools.lru_cache(maxsize=1)
-def _mni152_mask_image():  # -> nibabel.Nifti1Image
+def _mni152_mask_image() -> Nifti1Image:
     from nilearn.datasets import load_mni152_brain_mask  # imported lazily: ~2 s, ATLAS only
 
     return load_mni152_brain_mask(resolution=1)
@@ -124,6 +127,7 @@ def select_slices(
     """
     start, stop = slice_range
     area = lesion[:, :, start:stop].sum(axis=(0, 1))
+    keep: np.ndarray | list[int]
     if role == "healthy":
         keep = np.flatnonzero((area == 0) & brain[:, :, start:stop].any(axis=(0, 1)))
     elif test_slices == "all":

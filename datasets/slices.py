@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 
@@ -57,7 +57,7 @@ class SliceSet:
             raise KeyError(f"modality {modality!r} not in this SliceSet (has {self.modalities})")
         return self.images[:, self.modalities.index(modality)]
 
-    def subset(self, index: Sequence[int] | torch.Tensor | slice) -> "SliceSet":
+    def subset(self, index: Sequence[int] | torch.Tensor | slice) -> SliceSet:
         """The slices at ``index`` (a slice, a list of positions or a boolean tensor)."""
         if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
             index = torch.nonzero(index).flatten()
@@ -75,12 +75,12 @@ class SliceSet:
             slice_index=tuple(self.slice_index[i] for i in positions),
         )
 
-    def batches(self, batch_size: int) -> Iterator["SliceSet"]:
+    def batches(self, batch_size: int) -> Iterator[SliceSet]:
         """Consecutive batches in order (the last one may be smaller)."""
         for start in range(0, len(self), batch_size):
             yield self.subset(slice(start, start + batch_size))
 
-    def to(self, device: torch.device | str) -> "SliceSet":
+    def to(self, device: torch.device | str) -> SliceSet:
         return SliceSet(
             images=self.images.to(device),
             brain=self.brain.to(device),

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from datasets.config import DatasetConfig
 from datasets.errors import DatasetError
@@ -96,7 +96,9 @@ def read_split_file(path: Path, available: Sequence[str], where: str = "the data
     for name in SPLIT_NAMES:
         ids = data[name]
         if not isinstance(ids, list) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
-            raise DatasetError(f"split file {path}: {name!r} is not a list of subject ids; expected {SPLIT_FILE_FORMAT}")
+            raise DatasetError(
+                f"split file {path}: {name!r} is not a list of subject ids; expected {SPLIT_FILE_FORMAT}"
+            )
         if not ids:
             raise DatasetError(f"split file {path}: {name!r} is empty; expected at least one subject per split")
         for subject in map(str, ids):

@@ -127,8 +127,10 @@ class SyntheticConfig:
         if unknown or not self.lesion_families:
             raise ValueError(f"SyntheticConfig.lesion_families={self.lesion_families}; choose from {FAMILIES}")
         if not self.families:
-            raise ValueError(f"layout {self.layout!r} supports only {LAYOUT_FAMILIES[self.layout]} lesions, "
-                             f"lesion_families={self.lesion_families}")
+            raise ValueError(
+                f"layout {self.layout!r} supports only {LAYOUT_FAMILIES[self.layout]} lesions, "
+                f"lesion_families={self.lesion_families}"
+            )
         if self.n_subjects < 1 or self.seed < 0:
             raise ValueError(f"SyntheticConfig: n_subjects={self.n_subjects} must be >= 1, seed={self.seed} >= 0")
         for name in ("tumour_count", "stroke_count", "tumour_radius_mm", "stroke_radius_mm"):
@@ -187,8 +189,13 @@ def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
         raise IndexError(f"subject index {index} outside 0..{config.n_subjects - 1}")
     geom, templates = geometry(config.layout), load_templates()
     family = subject_families(config)[index]
-    transform = SubjectTransform.draw(_rng(config, STREAM_TRANSFORM, index), config.rotation_deg,
-                                      config.scale_jitter, config.deformation_mm, geom.transform_scale)
+    transform = SubjectTransform.draw(
+        _rng(config, STREAM_TRANSFORM, index),
+        config.rotation_deg,
+        config.scale_jitter,
+        config.deformation_mm,
+        geom.transform_scale,
+    )
     nominal = nominal_anatomy(geom, transform, templates)
     rng = _rng(config, STREAM_LESIONS, index)
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -207,8 +214,9 @@ def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
     )
 
 
-def _draw_lesions(rng: np.random.Generator, family: str, nominal: dict[str, np.ndarray],
-                  config: SyntheticConfig) -> list[Lesion]:
+def _draw_lesions(
+    rng: np.random.Generator, family: str, nominal: dict[str, np.ndarray], config: SyntheticConfig
+) -> list[Lesion]:
     """Lesion parameters; the first lesion's nominal z extent overlaps part of the slice range."""
     low, high = config.tumour_count if family == "tumour" else config.stroke_count
     count = low
@@ -263,8 +271,9 @@ def _draw_lesions(rng: np.random.Generator, family: str, nominal: dict[str, np.n
     return lesions
 
 
-def _rasterise_all(lesions: list[Lesion], cmap: CoarseMap, templates: Templates, geom: Geometry
-                   ) -> tuple[np.ndarray, list[int]]:
+def _rasterise_all(
+    lesions: list[Lesion], cmap: CoarseMap, templates: Templates, geom: Geometry
+) -> tuple[np.ndarray, list[int]]:
     classes = np.zeros(geom.shape, np.uint8)
     sizes = []
     for lesion in lesions:
@@ -324,8 +333,10 @@ def generate_subject(config: SyntheticConfig, index: int, with_tissue: bool = Fa
     head = add_head(brain) if config.layout == "atlas" else None  # ATLAS is not skull-stripped
     voxels = BrainVoxels.of(anatomy)
     noise_rng = _rng(config, STREAM_NOISE, index)
-    images = {m: render(contrasts[m], voxels, anatomy.box, plan.classes, geom.shape, texture_seed, noise_rng, head)
-              for m in modalities}
+    images = {
+        m: render(contrasts[m], voxels, anatomy.box, plan.classes, geom.shape, texture_seed, noise_rng, head)
+        for m in modalities
+    }
     tissue = None
     if with_tissue:
         tissue = {"brain": brain}
@@ -333,8 +344,15 @@ def generate_subject(config: SyntheticConfig, index: int, with_tissue: bool = Fa
             full = np.zeros(geom.shape, np.float32)
             full[anatomy.box] = getattr(anatomy, name)
             tissue[name] = full
-    return SyntheticSubject(subject_id(config.layout, index), plan.family, images,
-                            label_values(plan.classes, config.layout), plan.classes, plan, tissue)
+    return SyntheticSubject(
+        subject_id(config.layout, index),
+        plan.family,
+        images,
+        label_values(plan.classes, config.layout),
+        plan.classes,
+        plan,
+        tissue,
+    )
 
 
 def summarise(subject: SyntheticSubject, config: SyntheticConfig) -> dict[str, Any]:
@@ -355,8 +373,11 @@ def summarise(subject: SyntheticSubject, config: SyntheticConfig) -> dict[str, A
         "label_voxels": {str(v): int(labels[v]) for v in range(1, 8) if labels[v]},
         "lesion_slices_in_range": [z0 + int(z) for z in np.nonzero(area)[0]],
         "healthy_slices_in_range": int((area == 0).sum()),
-        "largest_slice": {"z": z0 + best, "area_px": int(area[best]),
-                          "area_px_at_128": round(float(area[best]) * 128 * 128 / (nx * ny), 1)},
+        "largest_slice": {
+            "z": z0 + best,
+            "area_px": int(area[best]),
+            "area_px_at_128": round(float(area[best]) * 128 * 128 / (nx * ny), 1),
+        },
         "lesion_radii_mm": [round(float(np.mean(lesion.axes)), 1) for lesion in subject.plan.lesions],
         "attempts": subject.plan.attempts,
     }
@@ -373,9 +394,13 @@ def _write_subject(config: SyntheticConfig, index: int, root: Path, keep_sample:
     summary = summarise(subject, config)
     if keep_sample:
         z = summary["largest_slice"]["z"]
-        summary["_sample"] = {"id": subject.id, "family": subject.family, "z": z,
-                              "images": {m: v[:, :, z].copy() for m, v in subject.images.items()},
-                              "label": subject.classes[:, :, z].copy()}
+        summary["_sample"] = {
+            "id": subject.id,
+            "family": subject.family,
+            "z": z,
+            "images": {m: v[:, :, z].copy() for m, v in subject.images.items()},
+            "label": subject.classes[:, :, z].copy(),
+        }
     return summary
 
 
@@ -405,16 +430,17 @@ def _generate(root: Path, config: SyntheticConfig, workers: int, progress: bool)
         if workers > 1 and config.n_subjects > 1:
             context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
             try:
-                with ProcessPoolExecutor(min(workers, config.n_subjects), mp_context=context,
-                                         initializer=_single_threaded) as pool:
-                    futures = {pool.submit(_write_subject, config, i, root, i in samples): i
-                               for i in range(config.n_subjects)}
+                with ProcessPoolExecutor(
+                    min(workers, config.n_subjects), mp_context=context, initializer=_single_threaded
+                ) as pool:
+                    futures = {
+                        pool.submit(_write_subject, config, i, root, i in samples): i for i in range(config.n_subjects)
+                    }
                     for future in as_completed(futures):
                         summaries[futures[future]] = future.result()
                         bar.update()
             except BrokenProcessPool as error:  # e.g. a __main__ that spawned workers cannot re-import
-                log.warning("synthetic data: worker processes failed (%s); generating the rest in this process",
-                            error)
+                log.warning("synthetic data: worker processes failed (%s); generating the rest in this process", error)
         for i in range(config.n_subjects):  # serial path, and whatever the workers did not finish
             if summaries[i] is None:
                 summaries[i] = _write_subject(config, i, root, i in samples)
@@ -435,8 +461,7 @@ def _is_complete(root: Path, config: SyntheticConfig) -> bool:
         return False
     if marker.get("config_hash") != config.config_hash():
         return False
-    return all(p.is_file() for i in range(config.n_subjects)
-               for p in subject_files(root, config.layout, i).values())
+    return all(p.is_file() for i in range(config.n_subjects) for p in subject_files(root, config.layout, i).values())
 
 
 def _clear(root: Path) -> None:
@@ -487,8 +512,13 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
             return root
         _clear(root)
         _atomic_write_text(root / IN_PROGRESS, json.dumps({"config_hash": digest}))
-        log.info("synthetic data: generating %d %s subjects (config %s) into %s", config.n_subjects,
-                 config.layout, digest, root)
+        log.info(
+            "synthetic data: generating %d %s subjects (config %s) into %s",
+            config.n_subjects,
+            config.layout,
+            digest,
+            root,
+        )
         started = time.perf_counter()
         summaries = _generate(root.absolute(), config, workers, progress)
         seconds = time.perf_counter() - started
@@ -499,22 +529,35 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
         write_sample_figure(root / FIGURE, samples, MODALITIES[config.layout], geom.affine, title)
         description = _description(config, geom, summaries, seconds, workers)
         _atomic_write_text(root / DESCRIPTION, json.dumps(description, indent=1))
-        _atomic_write_text(root / MARKER, json.dumps({"config_hash": digest, "generator_version": GENERATOR_VERSION,
-                                                     "layout": config.layout, "n_subjects": config.n_subjects}))
+        _atomic_write_text(
+            root / MARKER,
+            json.dumps(
+                {
+                    "config_hash": digest,
+                    "generator_version": GENERATOR_VERSION,
+                    "layout": config.layout,
+                    "n_subjects": config.n_subjects,
+                }
+            ),
+        )
         (root / IN_PROGRESS).unlink()
     log.info("synthetic data: %d %s subjects written to %s in %.1f s", config.n_subjects, config.layout, root, seconds)
     return root
 
 
-def _description(config: SyntheticConfig, geom: Geometry, summaries: list[dict[str, Any]], seconds: float,
-                 workers: int) -> dict[str, Any]:
+def _description(
+    config: SyntheticConfig, geom: Geometry, summaries: list[dict[str, Any]], seconds: float, workers: int
+) -> dict[str, Any]:
     import nibabel
     import nilearn
     import scipy
 
     if config.layout == "brats":
-        labels = {"1": "necrotic tumour core", "2": "peritumoural oedema (tumour subjects) or stroke lesion "
-                  "(stroke subjects)", "4": "enhancing tumour rim"}
+        labels = {
+            "1": "necrotic tumour core",
+            "2": "peritumoural oedema (tumour subjects) or stroke lesion (stroke subjects)",
+            "4": "enhancing tumour rim",
+        }
     else:
         labels = {"1": "stroke lesion"}
     return {
@@ -526,15 +569,24 @@ def _description(config: SyntheticConfig, geom: Geometry, summaries: list[dict[s
         "lesion_families_used": list(config.families),
         "modalities": list(MODALITIES[config.layout]),
         "labels": labels,
-        "grid": {"shape": list(geom.shape), "voxel_mm": [1.0, 1.0, 1.0], "affine": geom.affine.tolist(),
-                 "display": "datasets.synthetic_io.display_axial: radiological, anterior up"},
+        "grid": {
+            "shape": list(geom.shape),
+            "voxel_mm": [1.0, 1.0, 1.0],
+            "affine": geom.affine.tolist(),
+            "display": "datasets.synthetic_io.display_axial: radiological, anterior up",
+        },
         "anatomy": "nilearn MNI152 (ICBM 2009a sym) GM/WM templates and brain mask, CSF = mask - GM - WM; "
-                   "per-subject random affine + smooth deformation; lateral ventricles at z ~70-89 "
-                   "(BraTS/ISLES grids)",
+        "per-subject random affine + smooth deformation; lateral ventricles at z ~70-89 "
+        "(BraTS/ISLES grids)",
         "skull": "crude head shells (CSF/dura, skull, scalp) around the brain, 0 beyond"
-                 if config.layout == "atlas" else "skull-stripped: exactly 0 outside the brain",
-        "software": {"numpy": np.__version__, "scipy": scipy.__version__, "nilearn": nilearn.__version__,
-                     "nibabel": nibabel.__version__},
+        if config.layout == "atlas"
+        else "skull-stripped: exactly 0 outside the brain",
+        "software": {
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "nilearn": nilearn.__version__,
+            "nibabel": nibabel.__version__,
+        },
         "generation_seconds": round(seconds, 1),
         "workers": workers,
         "subjects": summaries,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -41,7 +42,7 @@ def load_templates() -> Templates:
     """The nilearn MNI152 templates (package data, read offline; nilearn is imported lazily)."""
     from nilearn import datasets as nilearn_datasets
 
-    def data(img) -> np.ndarray:
+    def data(img: Any) -> np.ndarray:  # a nibabel image
         return np.ascontiguousarray(np.asarray(img.get_fdata(), dtype=np.float32))
 
     brain_img = nilearn_datasets.load_mni152_brain_mask(resolution=1)
@@ -77,9 +78,7 @@ class Geometry:
         if not self.flip_xy:
             return p
         cx, cy = (self.shape[0] - 1) / 2.0, (self.shape[1] - 1) / 2.0
-        return np.stack(
-            [TEMPLATE_ANCHOR[0] + (cx - p[0]), TEMPLATE_ANCHOR[1] + (cy - p[1]), p[2] + TARGET_Z_OFFSET]
-        )
+        return np.stack([TEMPLATE_ANCHOR[0] + (cx - p[0]), TEMPLATE_ANCHOR[1] + (cy - p[1]), p[2] + TARGET_Z_OFFSET])
 
 
 def _lps_affine(shape: tuple[int, int, int]) -> np.ndarray:
@@ -108,8 +107,9 @@ class SubjectTransform:
     control: np.ndarray  # u on the control grid, [3, nx, ny, nz], mm
 
     @staticmethod
-    def draw(rng: np.random.Generator, rotation_deg: float, scale_jitter: float, deformation_mm: float,
-             magnitude: float) -> "SubjectTransform":
+    def draw(
+        rng: np.random.Generator, rotation_deg: float, scale_jitter: float, deformation_mm: float, magnitude: float
+    ) -> SubjectTransform:
         angles = np.deg2rad(rng.uniform(-rotation_deg, rotation_deg, 3)) * magnitude
         scales = 1.0 + rng.uniform(-scale_jitter, scale_jitter, 3) * magnitude
         translation = rng.uniform(-2.0, 2.0, 3) * magnitude
@@ -124,8 +124,9 @@ class SubjectTransform:
         flat = q.reshape(3, -1)
         centred = flat - (TEMPLATE_ANCHOR + self.translation)[:, None]
         m = self.inverse_linear  # explicit 3x3 product: no BLAS threads, same result on any machine
-        out = [TEMPLATE_ANCHOR[a] + m[a, 0] * centred[0] + m[a, 1] * centred[1] + m[a, 2] * centred[2]
-               for a in range(3)]
+        out = [
+            TEMPLATE_ANCHOR[a] + m[a, 0] * centred[0] + m[a, 1] * centred[1] + m[a, 2] * centred[2] for a in range(3)
+        ]
         return np.stack(out).reshape(q.shape)
 
     def displacement(self, q: np.ndarray) -> np.ndarray:
@@ -193,8 +194,13 @@ class CoarseMap:
     bbox: tuple[slice, slice, slice]
 
 
-def coarse_map(geom: Geometry, transform: SubjectTransform, effects: list[MassEffect],
-               nominal: dict[str, np.ndarray], templates: Templates) -> CoarseMap:
+def coarse_map(
+    geom: Geometry,
+    transform: SubjectTransform,
+    effects: list[MassEffect],
+    nominal: dict[str, np.ndarray],
+    templates: Templates,
+) -> CoarseMap:
     """Exact mapping at the coarse nodes and a (generous) bounding box of the warped brain.
 
     Order of the pull-back: mass effect, placement in the template, subject affine; the random
@@ -282,7 +288,7 @@ class AnatomyBox:
     def csf(self) -> np.ndarray:
         return np.where(self.brain, np.clip(1.0 - self.gm - self.wm, 0.0, 1.0), 0.0).astype(np.float32)
 
-    def crop(self, box: tuple[slice, slice, slice]) -> "AnatomyBox":
+    def crop(self, box: tuple[slice, slice, slice]) -> AnatomyBox:
         """The part of this box covered by ``box`` (clipped to it, zero-padded where outside)."""
         shape = tuple(s.stop - s.start for s in box)
         out = AnatomyBox(box, np.zeros(shape, bool), np.zeros(shape, np.float32), np.zeros(shape, np.float32))

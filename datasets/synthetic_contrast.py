@@ -12,6 +12,7 @@ shells; :func:`add_head`) surrounds the brain and the rest is 0.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -53,8 +54,9 @@ class Contrast:
     heterogeneity: float  # lesion texture amplitude (relative)
 
     @staticmethod
-    def draw(rng: np.random.Generator, name: str, noise_level: float, bias_strength: float,
-             lesion_contrast: float) -> "Contrast":
+    def draw(
+        rng: np.random.Generator, name: str, noise_level: float, bias_strength: float, lesion_contrast: float
+    ) -> Contrast:
         tissue = TISSUE_RATIOS[name]
         wm = rng.uniform(300.0, 1200.0)
         gm = rng.uniform(*tissue["gm"])
@@ -71,8 +73,13 @@ class Contrast:
         return Contrast(name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(heterogeneity))
 
 
-def draw_contrasts(rng: np.random.Generator, modalities: tuple[str, ...], noise_level: float,
-                   bias_strength: float, lesion_contrast: float) -> dict[str, Contrast]:
+def draw_contrasts(
+    rng: np.random.Generator,
+    modalities: tuple[str, ...],
+    noise_level: float,
+    bias_strength: float,
+    lesion_contrast: float,
+) -> dict[str, Contrast]:
     return {m: Contrast.draw(rng, m, noise_level, bias_strength, lesion_contrast) for m in modalities}
 
 
@@ -87,7 +94,7 @@ class BrainVoxels:
     csf: np.ndarray
 
     @staticmethod
-    def of(anatomy: AnatomyBox) -> "BrainVoxels":
+    def of(anatomy: AnatomyBox) -> BrainVoxels:
         inside = np.nonzero(anatomy.brain)
         index = np.full(anatomy.brain.shape, -1, np.int32)
         index[inside] = np.arange(inside[0].size, dtype=np.int32)
@@ -104,9 +111,16 @@ def lesion_region(classes: np.ndarray, bbox: tuple[slice, ...], pad: int = 3) ->
     return tuple(slice(max(0, int(a)), min(s.stop - s.start, int(b))) for a, b, s in zip(lo, hi, bbox))
 
 
-def render(contrast: Contrast, brain: BrainVoxels, box: tuple[slice, ...], classes: np.ndarray,
-           shape: tuple[int, int, int], texture_seed: int, noise_rng: np.random.Generator,
-           head: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None) -> np.ndarray:
+def render(
+    contrast: Contrast,
+    brain: BrainVoxels,
+    box: tuple[slice, ...],
+    classes: np.ndarray,
+    shape: tuple[int, int, int],
+    texture_seed: int,
+    noise_rng: np.random.Generator,
+    head: tuple[tuple[np.ndarray, ...], np.ndarray] | None = None,
+) -> np.ndarray:
     """The int16 volume of one contrast.
 
     Args:
@@ -123,7 +137,7 @@ def render(contrast: Contrast, brain: BrainVoxels, box: tuple[slice, ...], class
         dense[inside] = signal[at[inside]]
         _paint(dense, classes[box][region], inside, contrast, texture_seed)
         signal[at[inside]] = dense[inside]
-    coords = brain.coords
+    coords: tuple[np.ndarray, ...] = brain.coords
     if head is not None:
         coords = tuple(np.concatenate([c, h]) for c, h in zip(coords, head[0]))
         signal = np.concatenate([signal, np.float32(contrast.wm) * head[1]])
@@ -143,7 +157,8 @@ def _paint(signal: np.ndarray, classes: np.ndarray, brain: np.ndarray, contrast:
     mask = (classes > 0).astype(np.float32)
     weight = ndi.gaussian_filter(mask, 0.7)
     level = ndi.gaussian_filter(lut[classes] * mask, 0.7) / np.maximum(weight, 1e-3)
-    texture = smooth_noise(texture_seed, tuple(slice(0, n) for n in classes.shape), spacing=2.5, channels=1)[0]
+    box = cast(tuple[slice, slice, slice], tuple(slice(0, n) for n in classes.shape))  # classes is 3-D
+    texture = smooth_noise(texture_seed, box, spacing=2.5, channels=1)[0]
     level *= 1.0 + np.float32(contrast.heterogeneity) * texture
     weight = np.minimum(weight * 1.5, 1.0) * brain  # ~1 inside the label, soft over ~1 voxel outside
     signal *= 1.0 - weight

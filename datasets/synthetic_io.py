@@ -14,6 +14,7 @@ The file names here are the contract with the real-data loaders (``datasets/load
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -84,8 +85,9 @@ def display_axial(slice2d: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return out.T
 
 
-def write_sample_figure(path: Path, samples: list[dict], modalities: tuple[str, ...], affine: np.ndarray,
-                        title: str) -> None:
+def write_sample_figure(
+    path: Path, samples: list[dict[str, Any]], modalities: tuple[str, ...], affine: np.ndarray, title: str
+) -> None:
     """Rows of subjects x columns of contrasts at the subject's largest lesion slice, label contoured.
 
     ``samples``: dicts with ``id``, ``family``, ``z``, ``images`` (modality -> 2-D slice) and ``label``
@@ -111,7 +113,7 @@ def write_sample_figure(path: Path, samples: list[dict], modalities: tuple[str, 
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{sample['id']} {m} z={sample['z']}\n{sample['family']}", color="white", fontsize=7)
-    for ax in axes[len(samples):].ravel():
+    for ax in axes[len(samples) :].ravel():
         ax.axis("off")
     fig.suptitle(title, color="white", fontsize=9)
     fig.tight_layout()

@@ -74,8 +74,7 @@ class Lesion:
         return MassEffect(self.centre.copy(), strength, sigma=0.9 * float(np.mean(self.axes)))
 
 
-def draw_lesion(rng: np.random.Generator, family: str, centre: np.ndarray, radius: float,
-                max_z_mm: float) -> Lesion:
+def draw_lesion(rng: np.random.Generator, family: str, centre: np.ndarray, radius: float, max_z_mm: float) -> Lesion:
     """Shape parameters of a lesion of equivalent radius ``radius`` (mm) at ``centre``."""
     if family == "tumour":
         axes = radius * rng.uniform(0.8, 1.2, 3) * np.array([1.0, 1.0, rng.uniform(0.55, 0.85)])
@@ -93,9 +92,19 @@ def draw_lesion(rng: np.random.Generator, family: str, centre: np.ndarray, radiu
     axes[2] = min(axes[2], max_z_mm)
     tilt = np.deg2rad(rng.uniform(-15, 15, 2))
     rotation = rotation_matrix(tilt[0], tilt[1], rng.uniform(0, 2 * np.pi))
-    return Lesion(family, np.asarray(centre, float), rotation, axes, float(irregularity), float(core_frac),
-                  core_offset, float(necrosis_frac), float(wm_preference), float(swelling),
-                  int(rng.integers(2**31)))
+    return Lesion(
+        family,
+        np.asarray(centre, float),
+        rotation,
+        axes,
+        float(irregularity),
+        float(core_frac),
+        core_offset,
+        float(necrosis_frac),
+        float(wm_preference),
+        float(swelling),
+        int(rng.integers(2**31)),
+    )
 
 
 def smooth_noise(seed: int, box: tuple[slice, slice, slice], spacing: float, channels: int) -> np.ndarray:
@@ -114,8 +123,9 @@ def smooth_noise(seed: int, box: tuple[slice, slice, slice], spacing: float, cha
     return np.clip(out, -NOISE_CLIP, NOISE_CLIP)
 
 
-def _radius(lesion: Lesion, box: tuple[slice, ...], centre: np.ndarray, scale: float, flat_top: bool = False
-            ) -> np.ndarray:
+def _radius(
+    lesion: Lesion, box: tuple[slice, ...], centre: np.ndarray, scale: float, flat_top: bool = False
+) -> np.ndarray:
     """Ellipsoid-metric distance from ``centre`` with semi-axes ``scale * lesion.axes``.
 
     ``flat_top``: the third (near-axial) axis enters to the 4th power (a superellipsoid), so that

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -58,7 +59,13 @@ class AutoEncoder(SingleNetworkReconstruction):
             self.net.parameters(), lr=budget.lr, betas=(0.5, 0.999), weight_decay=budget.weight_decay
         )
         return train_networks(
-            [self.net], l1_summed_per_image, train, val, budget, optimizer, self.context.seed,
+            [self.net],
+            l1_summed_per_image,
+            train,
+            val,
+            budget,
+            optimizer,
+            self.context.seed,
             description=f"AE {modality}",
             progress=self.context.progress,
         )

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import torch
 
@@ -112,7 +112,9 @@ class AnomalyMethod(ABC):
 
     def __init__(self, context: MethodContext, **params: Any) -> None:
         if params:
-            raise UnknownParameterError(type(self).name or type(self).__name__, sorted(params), accepted_params(type(self)))
+            raise UnknownParameterError(
+                type(self).name or type(self).__name__, sorted(params), accepted_params(type(self))
+            )
         self.context = context
 
     @property
@@ -134,7 +136,7 @@ class AnomalyMethod(ABC):
     def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
         """Train on healthy slices only."""
 
-    def calibrate(self, val: SliceSet) -> None:
+    def calibrate(self, val: SliceSet) -> None:  # noqa: B027  (optional hook: the default does nothing)
         """Set data-dependent constants on healthy validation slices (default: nothing)."""
 
     @abstractmethod
@@ -158,7 +160,7 @@ class AnomalyMethod(ABC):
         """
         return None
 
-    def reset_inference_stats(self) -> None:
+    def reset_inference_stats(self) -> None:  # noqa: B027  (optional hook: the default does nothing)
         """Zero the counters behind :meth:`inference_stats` (the runner calls it before predicting the test
         split). Default: nothing to reset."""
 
@@ -188,7 +190,13 @@ class AnomalyMethod(ABC):
         return None
 
     def cost_studies(
-        self, splits: Splits, batch_size: int, train_step_ms: float, timer: Timer, *, train_batch_size: int | None = None
+        self,
+        splits: Splits,
+        batch_size: int,
+        train_step_ms: float,
+        timer: Timer,
+        *,
+        train_batch_size: int | None = None,
     ) -> list[dict[str, Any]]:
         """Method-specific cost measurements of the trained method (``python -m benchmark experiment=timing``):
         result rows, each with a ``record`` name (one cost-report section per name) and a ``title`` (its
@@ -198,12 +206,7 @@ class AnomalyMethod(ABC):
 
     def parameter_count(self) -> int:
         """Trainable parameters of all networks (for the cost table)."""
-        return sum(
-            p.numel()
-            for module in self.networks()
-            for p in module.parameters()
-            if p.requires_grad
-        )
+        return sum(p.numel() for module in self.networks() for p in module.parameters() if p.requires_grad)
 
     def networks(self) -> list[torch.nn.Module]:
         """The torch modules of the method (default: none)."""

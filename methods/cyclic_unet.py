@@ -94,7 +94,13 @@ class CyclicUNet(AnomalyMethod):
         params = [*self.forward_net.parameters(), *self.backward_net.parameters()]
         optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
         return train_networks(
-            self.networks(), self.translation_loss, train, val, budget, optimizer, self.context.seed,
+            self.networks(),
+            self.translation_loss,
+            train,
+            val,
+            budget,
+            optimizer,
+            self.context.seed,
             description=f"Cyclic-UNet {self.context.modality}→{self.middle}→{self.context.modality}",
             progress=self.context.progress,
         )

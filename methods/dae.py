@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,17 +61,17 @@ def scaled_radius(radius_at_128: int, image_size: int) -> int:
 class DenoisingAE(SingleNetworkReconstruction):
     """Full-skip UNet trained to remove coarse, brain-masked noise; map = post-processed |x - x̂|.
 
-    ``noise_sign`` sets the sign of the training noise (the paper's Table 1 rows): ``both`` = plain N(0, σ)
-    (row ``[-inf,+inf]``), ``positive`` = +|N| (hyperintense prior, ``[0,+inf]``), ``negative`` = -|N|
-    (hypointense prior, ``[-inf,0]``); the sign is taken on the coarse grid before upsampling. Loss: MSE to the clean image over brain pixels.
-    Optimiser Adam(amsgrad) with weight decay, cosine learning-rate decay over the step budget.
-    Map: |x - x̂| x eroded binary brain mask, then a 5 x 5 median filter.
+        ``noise_sign`` sets the sign of the training noise (the paper's Table 1 rows): ``both`` = plain N(0, σ)
+        (row ``[-inf,+inf]``), ``positive`` = +|N| (hyperintense prior, ``[0,+inf]``), ``negative`` = -|N|
+        (hypointense prior, ``[-inf,0]``); the sign is taken on the coarse grid before upsampling. Loss: MSE to the
+    clean image over brain pixels.
+        Optimiser Adam(amsgrad) with weight decay, cosine learning-rate decay over the step budget.
+        Map: |x - x̂| x eroded binary brain mask, then a 5 x 5 median filter.
     """
 
     label = "DAE"
     deviations = (
-        "Noise σ is expressed on this suite's scale (reference 0.2 on [0, p99] images ≈ 1.3 here, "
-        "config `noise_std`).",
+        "Noise σ is expressed on this suite's scale (reference 0.2 on [0, p99] images ≈ 1.3 here, config `noise_std`).",
         "One input modality per model (the reference denoises all four BraTS modalities jointly).",
         "Random roll drawn per image (reference: one roll per batch); foreground = stored brain mask "
         "> 0.5 (reference: sum of intensities > 0.01).",
@@ -123,7 +124,14 @@ class DenoisingAE(SingleNetworkReconstruction):
         )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(budget.steps, 1))
         return train_networks(
-            [self.net], masked_mse, train, val, budget, optimizer, self.context.seed, scheduler,
+            [self.net],
+            masked_mse,
+            train,
+            val,
+            budget,
+            optimizer,
+            self.context.seed,
+            scheduler,
             description=f"{self.display_name} {NOISE_SIGNS[self.sign]} {modality}",
             progress=self.context.progress,
         )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +47,8 @@ class DDPM(AnomalyMethod):
     label = "DDPM"
     deviations = DDPM_DEVIATIONS + (
         "Simplex noise (params.noise: simplex) is this project's 2-D simplex implementation with one random gradient "
-        "per lattice point, standardised per image to unit variance (reference: hashed gradients, unnormalised octave sum).",
+        "per lattice point, standardised per image to unit variance "
+        "(reference: hashed gradients, unnormalised octave sum).",
     )
 
     def __init__(
@@ -69,7 +71,7 @@ class DDPM(AnomalyMethod):
         **params: Any,
     ) -> None:
         super().__init__(context, **params)
-        self.net_config = {
+        self.net_config: dict[str, Any] = {
             "channels": [int(c) for c in channels],
             "attention": [bool(a) for a in attention],
             "layers_per_block": int(layers_per_block),

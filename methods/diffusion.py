@@ -9,8 +9,9 @@ computed once per schedule as Python floats, so a step is a few fused tensor ops
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 from diffusers import DDPMScheduler
@@ -92,7 +93,8 @@ class DiffusionSchedule:
         )
         self.timesteps = timesteps
         self.identity = {"timesteps": timesteps, "beta_start": beta_start, "beta_end": beta_end, "betas": "linear"}
-        ab = self.scheduler.alphas_cumprod.double()
+        # alphas_cumprod is set in DDPMScheduler.__init__, which diffusers' untyped @register_to_config hides
+        ab = self.scheduler.alphas_cumprod.double()  # type: ignore[attr-defined]
         ab_prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
         beta = 1.0 - ab / ab_prev  # = β_t, derived like DDPMScheduler.step does
         # posterior mean  c0 x̂0 + ct x_t  with  x̂0 = (x_t - sqrt(1-ᾱ_t) ε) / sqrt(ᾱ_t)
@@ -229,8 +231,8 @@ class DiffusionSampler:
         """The final inpainted image of :meth:`repaint_steps` and its network calls (``level x resamples``)."""
         counted = CountingModel(model)
         state = None
-        for state in self.repaint_steps(counted, x0, unknown, start, level, resamples, generator):
+        # Only the last state is wanted: it is read after the loop.
+        for state in self.repaint_steps(counted, x0, unknown, start, level, resamples, generator):  # noqa: B007
             pass
         assert state is not None  # the generator always yields the final merge
         return state.x, counted.calls
-

@@ -15,8 +15,9 @@ Nothing here downloads anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torchmetrics.functional.image import structural_similarity_index_measure

@@ -9,7 +9,8 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,7 +48,7 @@ def train_networks(
     generator = torch.Generator(device="cpu").manual_seed(seed)
     device_generator = _device_generator(device, seed)
     log = TrainLog()
-    best_state: list[dict] | None = None
+    best_state: list[dict[str, Any]] | None = None
     since_best = 0
     start = time.perf_counter()
     bar = tqdm(range(budget.steps), desc=description, disable=not progress, leave=False)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 
 from benchmark.schema import segmentation_array, stored_test_split_of  # noqa: E402
 from benchmark.store import ResultsStore  # noqa: E402
@@ -77,7 +78,7 @@ def qualitative_grid(
     n_cols = 2 + 2 * len(methods)
     fig, axes = plt.subplots(len(picks), n_cols, figsize=(1.4 * n_cols, 1.5 * len(picks)), squeeze=False)
     for r, index in enumerate(picks):
-        panels = [("Input", data["images"][index], "gray", None)]
+        panels: list[tuple[str, Any, str, tuple[int, int] | None]] = [("Input", data["images"][index], "gray", None)]
         panels.append(("Ground truth", data["labels"][index], "gray", (0, 1)))
         for label, maps, segmentations in methods:
             panels.append((f"{label}\nmap", maps[index], MAP_CMAP, (0, 1)))
@@ -123,7 +124,8 @@ def reconstruction_examples(
     store: ResultsStore, rows: pd.DataFrame, out_dir: Path, stem: str, n_examples: int = 4
 ) -> list[Path]:
     """Input, ground-truth outline and each reconstruction-based method's pseudo-healthy image."""
-    with_recon = [(row, store.arrays(row["cell"])) for _, row in rows.iterrows()]
+    # (row, arrays of its cell), then (row, its reconstructions)
+    with_recon: list[tuple[pd.Series, Any]] = [(row, store.arrays(row["cell"])) for _, row in rows.iterrows()]
     with_recon = [(row, a["reconstructions"]) for row, a in with_recon if "reconstructions" in a]
     if not with_recon:
         return []

@@ -10,16 +10,16 @@ import importlib.util
 import json
 import logging
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Collection
 from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from benchmark.store import ResultsStore
 from benchmark.config import Sweep, experiment_sweep
+from benchmark.store import ResultsStore
 from reports import figures
 from reports.labels import configuration_labels
 from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
@@ -103,9 +103,14 @@ def write_report(
         lines += _figures_section(store, rows, settings, out_dir)
         lines += _sweep_section(rows, settings, out_dir)
         lines += _threshold_free_section(rows)
-        lines += ["## Per-image results", "", "One record per cell, threshold protocol and test slice (subject, "
-                  "slice, lesion size, Dice, sensitivity, precision, SSIM, threshold): "
-                  + _links("per_image", ("parquet", "csv")), ""]
+        lines += [
+            "## Per-image results",
+            "",
+            "One record per cell, threshold protocol and test slice (subject, "
+            "slice, lesion size, Dice, sensitivity, precision, SSIM, threshold): "
+            + _links("per_image", ("parquet", "csv")),
+            "",
+        ]
     lines += _cost_section(timing, out_dir)
     lines += _diagnostic_section(all_rows, store, out_dir)
     lines += _method_notes(all_rows)
@@ -141,7 +146,8 @@ def _per_image_table(store: ResultsStore, rows: pd.DataFrame, out_dir: Path) -> 
 def _tables_section(per_image: pd.DataFrame, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
     """Main table per data set (and all data sets together) and protocol; paired tests beside the main one."""
     protocols = [
-        p for p in rows["protocol"].dropna().unique()
+        p
+        for p in rows["protocol"].dropna().unique()
         if p not in settings.oracle_protocols and (not settings.protocols or p in settings.protocols)
     ]
     protocols.sort(key=lambda p: (p != settings.table_protocol, p))
@@ -277,6 +283,7 @@ def _diagnostic_section(rows: pd.DataFrame, store: ResultsStore, out_dir: Path) 
 
 def frame_markdown(frame: pd.DataFrame) -> str:
     """A DataFrame as a Markdown table (floats with 4 significant digits)."""
+
     def cell(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 

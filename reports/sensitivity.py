@@ -52,8 +52,9 @@ def sensitivity_table(
 def sensitivity_plot(table: pd.DataFrame, parameter: str, label: str, metric: str = "dice") -> plt.Figure:
     """Line plot of a :func:`sensitivity_table`: ``metric`` vs the parameter, one line per modality (per
     data set and modality when the table has several data sets), in the table's order."""
-    data = table.assign(series=table["modality"] if table["dataset"].nunique() == 1
-                        else table["dataset"] + " " + table["modality"])
+    data = table.assign(
+        series=table["modality"] if table["dataset"].nunique() == 1 else table["dataset"] + " " + table["modality"]
+    )
     fig, ax = plt.subplots(figsize=(4.2, 3.0))
     sns.lineplot(data=data, x=parameter, y=metric, hue="series", marker="o", ax=ax, sort=True)
     ax.set_xlabel(label)

@@ -95,8 +95,13 @@ def wilcoxon_vs_reference(
         if ref.empty:
             continue
         if ref["method_label"].nunique() > 1:
-            log.warning("paired tests %s %s: reference %r holds several configurations %s; skipped",
-                        dataset, modality, reference, sorted(ref["method_label"].unique()))
+            log.warning(
+                "paired tests %s %s: reference %r holds several configurations %s; skipped",
+                dataset,
+                modality,
+                reference,
+                sorted(ref["method_label"].unique()),
+            )
             continue
         ref_scores = subject_scores(per_image, ref["cell"], protocol, metric)
         others = group[group["method_label"] != ref["method_label"].iloc[0]]

@@ -247,6 +247,7 @@ def _fill_cell(
 def _any_degenerate(cell: pd.DataFrame) -> bool:
     """Whether any row of ``cell`` is degenerate. Rows stored before the ``degenerate`` field existed fall back
     to their global threshold's grid-edge flag (``oracle_per_image``'s flag only says one image hit an edge)."""
+
     def degenerate(row: pd.Series) -> bool:
         flag = row.get("degenerate")
         if pd.notna(flag):
@@ -323,7 +324,9 @@ def _caption(rows: pd.DataFrame, protocol: str, datasets: list[str], unavailable
     spread = (
         "mean ± std over seeds"
         if seeds_std
-        else "mean [95 % bootstrap CI over test subjects]" if len(seeds) <= 1 else "mean over seeds"
+        else "mean [95 % bootstrap CI over test subjects]"
+        if len(seeds) <= 1
+        else "mean over seeds"
     )
     size = "/".join(f"{s}x{s}" for s in sizes) or "?"
     not_applicable = ", ".join(sorted(set(unavailable["method_label"])))

@@ -66,7 +66,9 @@ def compare_loops(model: RefinementModel, batch: SliceSet, timer: Timer) -> dict
     }
 
 
-def mask_generation_share(mask_config: MaskConfig, brain: torch.Tensor, timer: Timer, train_step_ms: float) -> dict[str, Any]:
+def mask_generation_share(
+    mask_config: MaskConfig, brain: torch.Tensor, timer: Timer, train_step_ms: float
+) -> dict[str, Any]:
     """Time of ``random_training_masks`` for one training batch and its share of a full train step."""
     generator = torch.Generator(device=brain.device).manual_seed(0)
     draw = lambda: random_training_masks(brain, generator, mask_config)  # noqa: E731

@@ -10,8 +10,8 @@ trained model as callables (:class:`~methods.itermask2.inference.RefinementModel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from datasets.slices import SliceSet
 from methods.base import MapScorer
 from methods.itermask2.inference import RefinementModel, fill_with_noise, first_step_mask
 from methods.itermask2.masks import random_training_masks
+
 
 @dataclass(frozen=True)
 class MaskOverlap:
@@ -160,10 +161,14 @@ def diagnose(
         still_masked += int((healthy.final_mask & region).sum())
         brain_pixels += int(region.sum())
         f1_error_sum += float((model.first_iteration(model.high_pass(x)) - x).square()[region].sum())
-    maps = [] if score_maps is None else [
-        score_map("f1 single step (the -spat map of these networks)", torch.cat(f1_maps), test, score_maps),
-        score_map("IterMask² final map", torch.cat(final_maps), test, score_maps),
-    ]
+    maps = (
+        []
+        if score_maps is None
+        else [
+            score_map("f1 single step (the -spat map of these networks)", torch.cat(f1_maps), test, score_maps),
+            score_map("IterMask² final map", torch.cat(final_maps), test, score_maps),
+        ]
+    )
     return Diagnosis(
         tau=float(model.tau),
         maps=maps,
@@ -182,14 +187,27 @@ def diagnosis_markdown(d: Diagnosis, max_rows: int = 12) -> str:
         lines += [f"| {m.name} | {m.dice:.3f} | {m.auroc:.3f} |" for m in d.maps]
     else:
         lines.append("(maps not scored: no scorer given)")
-    lines += ["", "Masks over the iterations (test set, pooled pixels):", "",
-              "| iteration | lesion recall | precision | share of brain masked |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "Masks over the iterations (test set, pooled pixels):",
+        "",
+        "| iteration | lesion recall | precision | share of brain masked |",
+        "|---|---|---|---|",
+    ]
     shown = d.trajectory if len(d.trajectory) <= max_rows else d.trajectory[: max_rows - 1] + d.trajectory[-1:]
     lines += [f"| {r.iteration} | {r.lesion_recall:.3f} | {r.precision:.3f} | {r.brain_share:.3f} |" for r in shown]
-    lines += ["", f"Healthy validation slices: refinement stops with {d.healthy_final_mask_share:.1%} of the brain "
-              "still masked (every masked pixel there ends up in the anomaly map).", "",
-              "f2 on healthy validation slices, masked pixels only:", "",
-              "| mask | share of brain | mean sq. error | p80 | share above τ |", "|---|---|---|---|---|"]
-    lines += [f"| {e.mask} | {e.brain_share:.2f} | {e.mean_error:.4f} | {e.p80_error:.4f} | {e.share_above_tau:.3f} |"
-              for e in d.healthy_errors]
+    lines += [
+        "",
+        f"Healthy validation slices: refinement stops with {d.healthy_final_mask_share:.1%} of the brain "
+        "still masked (every masked pixel there ends up in the anomaly map).",
+        "",
+        "f2 on healthy validation slices, masked pixels only:",
+        "",
+        "| mask | share of brain | mean sq. error | p80 | share above τ |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {e.mask} | {e.brain_share:.2f} | {e.mean_error:.4f} | {e.p80_error:.4f} | {e.share_above_tau:.3f} |"
+        for e in d.healthy_errors
+    ]
     return "\n".join(lines) + "\n"

@@ -236,9 +236,9 @@ class RefinementModel:
     first_iteration: Callable[[torch.Tensor], torch.Tensor]
     masked_model: MaskedModel | None
     refine: RefineStep | None
-    slice_noise: Callable[["SliceSet", str], NoiseSource]
+    slice_noise: Callable[[SliceSet, str], NoiseSource]
     tau: float | None
-    mask_config: "MaskConfig"
+    mask_config: MaskConfig
 
     @property
     def uses_refinement(self) -> bool:

@@ -94,7 +94,7 @@ def _gaussian_weights(
     dy = coords[None, :, None] - cy[:, None, None]
     dx = coords[None, None, :] - cx[:, None, None]
     # Mahalanobis distance with the closed-form inverse of [[a, c], [c, d]]
-    quad = (cov[:, 2, None, None] * dy**2 - 2 * cov[:, 1, None, None] * dy * dx + cov[:, 0, None, None] * dx**2)
+    quad = cov[:, 2, None, None] * dy**2 - 2 * cov[:, 1, None, None] * dy * dx + cov[:, 0, None, None] * dx**2
     pdf = torch.exp(-0.5 * quad / det[:, None, None]) * region
     counts_range = torch.tensor([config.side_counts_wide, config.side_counts_narrow], device=device)[narrow.long()]
     return pdf.flatten(1), torch.stack([s * counts_range[:, 0], s * counts_range[:, 1]], dim=1)
@@ -157,8 +157,12 @@ def random_training_masks(
     weights, side4_range = _gaussian_weights(region, config, generator)
     device = brain.device
     n4 = _randint(side4_range[:, 0], side4_range[:, 1], generator)
-    n8, n16 = (_randint(*torch.tensor(c, device=device, dtype=torch.float32).expand(b, 2).unbind(1), generator)
-               for c in (config.count_8, config.count_16))
+
+    def draw_count(c: tuple[int, int]) -> torch.Tensor:
+        low, high = torch.tensor(c, device=device, dtype=torch.float32).expand(b, 2).unbind(1)
+        return _randint(low, high, generator)
+
+    n8, n16 = (draw_count(c) for c in (config.count_8, config.count_16))
     bounds = torch.stack([n4, n4 + n8, n4 + n8 + n16], dim=1)  # [B, 3] cumulative counts per side
     n_max = int(bounds[:, -1].max())
     corners = sample_corners(weights, n_max, r, config.sampling, generator)

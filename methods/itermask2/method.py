@@ -124,9 +124,11 @@ class IterMask2(AnomalyMethod):
         self.layout = layout
         if not 0.0 <= tau_percentile <= 100.0:
             raise ValueError(f"itermask2: tau_percentile must lie in [0, 100], got {tau_percentile}")
-        self.net_config = UNetConfig.preset(net) if isinstance(net, str) else UNetConfig(
-            **{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in net.items()}
-        )
+        if isinstance(net, str):
+            self.net_config = UNetConfig.preset(net)
+        else:
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in net.items()}
+            self.net_config = UNetConfig(**fields)
         self.radius = scaled_radius(radius, context.image_size, radius_reference_size)
         self.low_band_amplitude = low_band_amplitude
         self.mask_config = MaskConfig(sampling=mask_sampling, reference_size=mask_reference_size)
@@ -213,7 +215,13 @@ class IterMask2(AnomalyMethod):
         params = [p for net in self.networks() for p in net.parameters()]
         optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
         log = train_networks(
-            self.networks(), loss, train, val, budget, optimizer, self.context.seed,
+            self.networks(),
+            loss,
+            train,
+            val,
+            budget,
+            optimizer,
+            self.context.seed,
             description=f"{self.display_name} {self.context.modality}",
             progress=self.context.progress,
         )
@@ -261,8 +269,16 @@ class IterMask2(AnomalyMethod):
         x = batch.channel(self.context.modality)
         x_s = self.high_pass(x)
         result = iterative_refinement(
-            x, x_s, batch.brain, self.first_iteration(x_s), self.masked_model, self.tau,
-            self.slice_noise(batch), self.refinement, record_history, keep_converged,
+            x,
+            x_s,
+            batch.brain,
+            self.first_iteration(x_s),
+            self.masked_model,
+            self.tau,
+            self.slice_noise(batch),
+            self.refinement,
+            record_history,
+            keep_converged,
         )
         return x, result
 
@@ -315,7 +331,9 @@ class IterMask2(AnomalyMethod):
             mask_config=self.mask_config,
         )
 
-    def _refine_step(self, batch: SliceSet, record_history: bool, keep_converged: bool) -> tuple[torch.Tensor, RefinementResult]:
+    def _refine_step(
+        self, batch: SliceSet, record_history: bool, keep_converged: bool
+    ) -> tuple[torch.Tensor, RefinementResult]:
         return self.refine(batch, record_history=record_history, keep_converged=keep_converged)
 
     def human_ai_segmentation(self, test: SliceSet) -> torch.Tensor | None:
@@ -343,15 +361,28 @@ class IterMask2(AnomalyMethod):
         return asdict(result) | {"markdown": diagnosis_markdown(result)}
 
     def cost_studies(
-        self, splits: Splits, batch_size: int, train_step_ms: float, timer: Timer, *, train_batch_size: int | None = None
+        self,
+        splits: Splits,
+        batch_size: int,
+        train_step_ms: float,
+        timer: Timer,
+        *,
+        train_batch_size: int | None = None,
     ) -> list[dict[str, Any]]:
         """Active-set vs official-style loop on the first ``batch_size`` test slices, training-mask share of a
         train step (``train_step_ms`` at ``train_batch_size``), UNet forward FLOPs at the default and paper
         sizes (:mod:`methods.itermask2.cost`); none for ``-spat``."""
         if not self.uses_refinement:
             return []
-        return study_rows(self.refinement_model(), splits, batch_size, train_batch_size or batch_size, train_step_ms,
-                          timer, seed=self.context.seed)
+        return study_rows(
+            self.refinement_model(),
+            splits,
+            batch_size,
+            train_batch_size or batch_size,
+            train_step_ms,
+            timer,
+            seed=self.context.seed,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"f1": self.f1.state_dict(), "tau": self.tau, "tau_percentile": self.tau_percentile}

@@ -106,11 +106,14 @@ def human_ai_oracle(
     parts = [_oracle_batch(model, batch.to(model.device), dice, config) for batch in test.batches(batch_size)]
     if not parts:
         raise ValueError("human_ai_oracle: the test split is empty")
-    return OracleResult(*(torch.cat([p[i] for p in parts]) for i in range(6)))
+    best_dice, masks, start_fraction, iteration, nfe, capped = (torch.cat([p[i] for p in parts]) for i in range(6))
+    return OracleResult(best_dice, masks, start_fraction, iteration, nfe, capped)
 
 
 @torch.inference_mode()
-def _oracle_batch(model: RefinementModel, batch: SliceSet, dice_fn: DiceFn, config: OracleConfig) -> tuple[torch.Tensor, ...]:
+def _oracle_batch(
+    model: RefinementModel, batch: SliceSet, dice_fn: DiceFn, config: OracleConfig
+) -> tuple[torch.Tensor, ...]:
     assert model.masked_model is not None
     x = batch.channel(model.modality)
     x_s = model.high_pass(x)

@@ -9,7 +9,7 @@ at every level (concatenated), and a 1x1 output convolution. The reference uses 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

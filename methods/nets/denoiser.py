@@ -18,7 +18,7 @@ without it one slice costs 15-30 ms per network evaluation here, i.e. minutes pe
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from diffusers import UNet2DModel
@@ -72,4 +72,5 @@ class DenoiserUNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unfold(self.unet(self.fold(x), t, return_dict=False)[0])
+        out = self.unet(self.fold(x), t, return_dict=False)  # type: ignore[operator]  # diffusers' stubs hide __call__
+        return self.unfold(out[0])
