@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 #: Top-level keys of a method config (``configs/method/*.yaml``, one file per method configuration, after Hydra
 #: merged its ``defaults``: a file may inherit another with ``defaults: [<base>, _self_]``).
-#: ``smoke_params`` is read by tests/test_all_methods.py only (cheaper settings of the same code path).
+#: ``smoke_params`` is read by the tests only (cheaper settings of the same code path).
 METHOD_CONFIG_KEYS = ("name", "label", "params", "train", "smoke_params")
 
 

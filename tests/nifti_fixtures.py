@@ -20,9 +20,7 @@ ISLES_TAGS = {"flair": "Flair", "t1": "T1", "t2": "T2", "dwi": "DWI"}
 LESION_CORNER = (20, 26)  # first voxel (x, y) of every square lesion
 ATLAS_SPACE = "space-MNI152NLin2009aSym"
 # the 48x48x24 fixture grid spans the MNI152NLin2009aSym 1 mm box (197x233x189 from (-98, -134, -72) mm)
-ATLAS_AFFINE = np.array(
-    [[197 / 48, 0, 0, -98.0], [0, 233 / 48, 0, -134.0], [0, 0, 189 / 24, -72.0], [0, 0, 0, 1]]
-)
+ATLAS_AFFINE = np.array([[197 / 48, 0, 0, -98.0], [0, 233 / 48, 0, -134.0], [0, 0, 189 / 24, -72.0], [0, 0, 0, 1]])
 
 
 def lesion_slices(i: int) -> dict[int, int]:

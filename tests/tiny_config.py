@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from tests.conftest import TINY_SYNTHETIC_SUBJECTS
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+REPO = Path(__file__).resolve().parent.parent
+CONFIG_DIR = str(REPO / "configs")
 METHOD_CONFIG_DIR = Path(CONFIG_DIR) / "method"
 
 
@@ -41,3 +42,52 @@ def method_config(name: str) -> dict:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     return container
+
+
+TINY_UNET = "{base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_downsample: []}"
+TINY_ORACLE = "{start_fractions: [0.6], max_iterations: 2}"
+#: Tiny budgets per method config (a few steps; cheap settings of the same code paths).
+TINY_METHODS: dict[str, tuple[str, ...]] = {
+    "ae": (
+        "params.erosion=1",
+        "params.median=3",
+        "params.widths=[8,16,16,16]",
+        "params.latent_dim=16",
+        "train.batch_size=4",
+    ),
+    "dae_pos": ("params.widths=[8,16,32]", "train.batch_size=4"),
+    "cyclic_unet": ("train.batch_size=4",),
+    "itermask2": (f"params.net={TINY_UNET}", "params.max_iterations=4", "train.batch_size=4", "params.oracle=false"),
+    "itermask2_freq": (
+        f"params.net={TINY_UNET}",
+        "params.max_iterations=4",
+        "train.batch_size=4",
+        "params.oracle=false",
+    ),
+    "itermask2_spat": (f"params.net={TINY_UNET}", "train.batch_size=4"),
+}
+#: The AE of the default experiment in seconds: FLAIR only, two protocols, a tiny network.
+TINY_AE = (
+    "experiment.only_methods=[ae]",
+    "experiment.modalities=[flair]",
+    "experiment.protocols=[oracle_global,val_fpr]",
+    "methods.ae.train.batch_size=8",
+    "methods.ae.train.val_every=2",
+    *(f"methods.ae.{o}" for o in TINY_METHODS["ae"]),
+)
+
+
+def tiny_ae(out: Path, data_dir: Path, *extra: str) -> DictConfig:
+    """:func:`compose_tiny` with :data:`TINY_AE` (``extra`` last: e.g. the AE's training steps)."""
+    return compose_tiny(out, data_dir, *TINY_AE, *extra)
+
+
+def with_smoke_params(cfg: DictConfig, batch_size: int) -> DictConfig:
+    """Every method entry of ``cfg`` with its config's ``smoke_params`` merged into its params and a training
+    batch of ``batch_size``: tiny settings derived from the method configs, not listed per method here."""
+    with open_dict(cfg):
+        for entry in cfg.methods.values():
+            entry.params = OmegaConf.merge(entry.get("params") or {}, entry.get("smoke_params") or {})
+            if entry.get("train") is not None:
+                entry.train.batch_size = batch_size
+    return cfg

@@ -14,7 +14,9 @@ def toy_slices(n: int, size: int = 32, lesions: bool = False, seed: int = 0, les
     """``n`` slices of two modalities; with ``lesions`` each slice gets one blob, bright on FLAIR and
     dark on T1, at a random position inside the brain."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     c = (size - 1) / 2
     brain = (((yy - c) ** 2 + (xx - c) ** 2) <= (0.42 * size) ** 2).float()
     images, labels = [], []

@@ -15,7 +15,7 @@ from benchmark.timing import Timer, TimingOptions, TimingStats, peak_memory_mb, 
 from methods import MethodContext, create_method, measure
 from methods.itermask2.inference import RefinementConfig, iterative_refinement
 from reports.cost import cost_table, record_sections, write_cost_report
-from tests.tiny_config import compose_tiny
+from tests.tiny_config import compose_tiny, with_smoke_params
 from tests.toy_data import toy_slices
 
 DEVICES = [
@@ -24,12 +24,10 @@ DEVICES = [
 ]
 
 
-TIMING_METHODS = ("ae", "ddpm", "autoddpm", "cyclic_unet", "dae_pos", "dae_neg", "dae_plain", "itermask2")
-
-
 def tiny_timing_config(tmp_path: Path, data_dir: Path, *extra: str):
-    """``experiment=timing`` on 6 synthetic subjects at 32 px: every method, 2 training steps of batch 4, cheap
-    samplers, no warm-up (the harness's arithmetic is under test here, not the figures)."""
+    """``experiment=timing`` on 6 synthetic subjects at 32 px: every method of the experiment (whatever it
+    lists), 2 training steps of batch 4, each method's ``smoke_params`` (cheap settings of the same code paths),
+    no warm-up (the harness's arithmetic is under test here, not the figures)."""
     overrides = [
         "experiment=timing",
         "timing.repeats=2",
@@ -38,16 +36,9 @@ def tiny_timing_config(tmp_path: Path, data_dir: Path, *extra: str):
         "timing.train_steps=2",
         "timing.train_step_repeats=1",
         "timing.train_step_extra=1",
-        # the cheap settings of the same code paths (as the configs' smoke_params)
-        "methods.ddpm.params.noise_level=3",
-        "methods.autoddpm.params.noise_level=3",
-        "methods.autoddpm.params.inpaint_level=2",
-        "methods.autoddpm.params.resamples=2",
-        "methods.itermask2.params.max_iterations=6",
-        *[f"methods.{key}.train.batch_size=4" for key in TIMING_METHODS],
         *extra,
     ]
-    return compose_tiny(tmp_path / "out", data_dir, *overrides)
+    return with_smoke_params(compose_tiny(tmp_path / "out", data_dir, *overrides), batch_size=4)
 
 
 # ---------------------------------------------------------------------------------------------- timer
@@ -171,12 +162,11 @@ def timing_run(tmp_path_factory, shared_data_dir):
     return tmp_path, cfg, store
 
 
-@pytest.mark.slow
 def test_timing_command_writes_cost_rows_for_every_method(timing_run) -> None:
     _, cfg, store = timing_run
     rows = store.rows()
     cost = rows[rows["record"] == "method_cost"]
-    assert set(cost["method_key"]) == set(cfg.methods) == set(TIMING_METHODS)
+    assert set(cost["method_key"]) == set(cfg.methods) and len(cfg.methods) >= 2
     assert (cost["status"] == "ok").all() and (cost["experiment"] == "timing").all()
     assert (cost["ms_per_slice"] > 0).all() and (cost["train_step_ms"].notna()).all()
     assert (cost["batch_size"] == 4).all() and (cost["train_batch_size"] == 4).all()
@@ -192,7 +182,6 @@ def test_timing_command_writes_cost_rows_for_every_method(timing_run) -> None:
         assert cost.loc[cost["method_key"] == key, "params"].item() == method.parameter_count(), key
 
 
-@pytest.mark.slow
 def test_timing_run_compares_itermask2_loops_and_counts_flops(timing_run) -> None:
     _, _, store = timing_run
     rows = store.rows()
@@ -216,7 +205,6 @@ def test_timing_run_compares_itermask2_loops_and_counts_flops(timing_run) -> Non
     assert (rows[rows["record"] == "throughput"]["conv3x3_gflops_per_s"] > 0).all()
 
 
-@pytest.mark.slow
 def test_cost_report_files(timing_run) -> None:
     tmp_path, _, store = timing_run
     rows = store.rows()
@@ -242,7 +230,7 @@ def test_cost_report_renders_any_record_generically() -> None:
     text = "\n".join(record_sections(rows))
     assert text.index("## Second study") < text.index("## First study") < text.index("## untitled")
     assert text.count("## ") == 3 and "method_cost" not in text and "| value |" in text
-    second = text[text.index("## Second study"): text.index("## First study")]
+    second = text[text.index("## Second study") : text.index("## First study")]
     assert "| 2 |" in second and "| 3 |" in second and "commit" not in second and "title" not in second
 
 

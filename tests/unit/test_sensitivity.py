@@ -3,8 +3,6 @@ configs compose with the expected parameter values and share / do not share trai
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,31 +12,46 @@ from hydra import compose, initialize_config_dir
 from benchmark.config import method_specs
 from methods import MethodContext, create_method
 from reports.sensitivity import sensitivity_figure, sensitivity_plot, sensitivity_table
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+from tests.tiny_config import CONFIG_DIR
 
 
 def _row(modality: str, q: float, seed: int, dice: float, protocol: str = "oracle_global", status: str = "ok") -> dict:
-    return {"dataset": "synthetic-brats", "modality": modality, "protocol": protocol, "seed": seed, "dice": dice,
-            "param.tau_percentile": q, "status": status, "cell": f"{modality}_{q}_{seed}"}
+    return {
+        "dataset": "synthetic-brats",
+        "modality": modality,
+        "protocol": protocol,
+        "seed": seed,
+        "dice": dice,
+        "param.tau_percentile": q,
+        "status": status,
+        "cell": f"{modality}_{q}_{seed}",
+    }
 
 
 @pytest.fixture
 def rows() -> pd.DataFrame:
-    return pd.DataFrame([
-        _row("flair", 60, 0, 0.50), _row("flair", 60, 1, 0.70),  # mean 0.60 over two seeds
-        _row("flair", 80, 0, 0.75),
-        _row("t1", 80, 0, 0.40), _row("t1", 60, 0, 0.30),  # out of order on purpose
-        _row("flair", 80, 0, 0.99, protocol="val_fpr"),  # another protocol: ignored
-        _row("t1", 100, 0, float("nan"), status="failed"),  # did not run: ignored
-    ])
+    return pd.DataFrame(
+        [
+            _row("flair", 60, 0, 0.50),
+            _row("flair", 60, 1, 0.70),  # mean 0.60 over two seeds
+            _row("flair", 80, 0, 0.75),
+            _row("t1", 80, 0, 0.40),
+            _row("t1", 60, 0, 0.30),  # out of order on purpose
+            _row("flair", 80, 0, 0.99, protocol="val_fpr"),  # another protocol: ignored
+            _row("t1", 100, 0, float("nan"), status="failed"),  # did not run: ignored
+        ]
+    )
 
 
 def test_sensitivity_table_averages_seeds_per_value_at_the_protocol(rows: pd.DataFrame) -> None:
     table = sensitivity_table(rows, "param.tau_percentile")
     assert list(table.columns) == ["dataset", "modality", "param.tau_percentile", "dice", "dice_std", "n_seeds"]
-    assert table[["modality", "param.tau_percentile"]].values.tolist() == [["flair", 60.0], ["flair", 80.0],
-                                                                     ["t1", 60.0], ["t1", 80.0]]
+    assert table[["modality", "param.tau_percentile"]].values.tolist() == [
+        ["flair", 60.0],
+        ["flair", 80.0],
+        ["t1", 60.0],
+        ["t1", 80.0],
+    ]
     np.testing.assert_allclose(table["dice"], [0.60, 0.75, 0.30, 0.40])
     np.testing.assert_allclose(table["dice_std"].iloc[0], np.std([0.5, 0.7], ddof=1))
     assert table["n_seeds"].tolist() == [2, 1, 1, 1]
@@ -58,12 +71,15 @@ def test_sensitivity_figure_draws_one_line_per_modality_with_the_table_values(ro
     assert ax.get_xlabel() == "τ percentile" and ax.get_ylabel() == "DSC"
     drawn = {
         tuple(np.round(line.get_ydata(), 6)): (tuple(line.get_xdata()), line.get_color())
-        for line in ax.get_lines() if len(line.get_xdata())
+        for line in ax.get_lines()
+        if len(line.get_xdata())
     }
     assert set(drawn) == {(0.6, 0.75), (0.3, 0.4)}  # one line per modality, seed-averaged, in x order
     assert all(x == (60.0, 80.0) for x, _ in drawn.values())
-    legend = {text.get_text(): handle.get_color() for text, handle in zip(ax.get_legend().get_texts(),
-                                                                         ax.get_legend().legend_handles)}
+    legend = {
+        text.get_text(): handle.get_color()
+        for text, handle in zip(ax.get_legend().get_texts(), ax.get_legend().legend_handles)
+    }
     assert legend == {"flair": drawn[(0.6, 0.75)][1], "t1": drawn[(0.3, 0.4)][1]}
 
     paths = sensitivity_figure(rows, "param.tau_percentile", "τ percentile", tmp_path / "fig")
@@ -97,8 +113,23 @@ def test_sweep_experiments_compose_with_the_expected_values(experiment, paramete
     # the τ sweep trains once per modality; each radius trains its own f1
     context = MethodContext("flair", 64, torch.device("cpu"), 0)
     identities = {
-        repr(create_method(s.name, context, **(s.params | {"net": {"base_channels": 4,
-             "channel_mult": [1], "num_res_blocks": 1, "attention_downsample": []}})).training_identity())
+        repr(
+            create_method(
+                s.name,
+                context,
+                **(
+                    s.params
+                    | {
+                        "net": {
+                            "base_channels": 4,
+                            "channel_mult": [1],
+                            "num_res_blocks": 1,
+                            "attention_downsample": [],
+                        }
+                    }
+                ),
+            ).training_identity()
+        )
         for s in specs
     }
     assert len(identities) == (1 if parameter == "tau_percentile" else len(values))

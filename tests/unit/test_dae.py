@@ -7,12 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.tiny_config import method_config
 from methods import MethodContext, TrainBudget, create_method
 from methods.dae import NOISE_SIGNS, DenoisingAE, coarse_noise, scaled_radius
 from methods.postprocess import erode
+from tests.tiny_config import method_config
 from tests.toy_data import toy_slices
-
 
 
 def _disk_brain(n: int, size: int) -> torch.Tensor:

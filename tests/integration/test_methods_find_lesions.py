@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.tiny_config import method_config
 from benchmark.metrics import pixel_auroc
 from benchmark.predict import predict_split
 from datasets.slices import Splits
 from methods import MethodContext, TrainBudget, create_method
+from tests.tiny_config import method_config
 from tests.toy_data import toy_slices
 
 SPLITS = Splits(
@@ -31,8 +31,9 @@ def test_trained_method_ranks_lesion_pixels_far_above_chance(config_name: str, m
     cfg = method_config(config_name)
     context = MethodContext(modality, 32, torch.device("cpu"), seed=0, available_modalities=SPLITS.test.modalities)
     method = create_method(cfg["name"], context, **cfg.get("params", {}))
-    budget = TrainBudget(**(cfg["train"] | {"steps": STEPS[config_name], "batch_size": 8, "val_every": 50,
-                                            "patience": None}))
+    budget = TrainBudget(
+        **(cfg["train"] | {"steps": STEPS[config_name], "batch_size": 8, "val_every": 50, "patience": None})
+    )
     method.fit(SPLITS.train, SPLITS.val, budget)
     method.calibrate(SPLITS.val)
     maps = predict_split(method, SPLITS.test, batch_size=12).anomaly_maps

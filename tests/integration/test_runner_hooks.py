@@ -13,8 +13,8 @@ import torch
 
 import methods.base as base
 from benchmark.runner import run_experiment
-from reports.report import write_report
 from methods.base import AnomalyMethod, MethodOutput
+from reports.report import write_report
 from reports.sensitivity import sensitivity_table
 from tests.tiny_config import compose_tiny
 
@@ -49,8 +49,9 @@ def test_hooks_of_a_toy_method_reach_the_rows_arrays_and_report_folder(tmp_path,
         def predict(self, batch):
             self.calls += 1
             x = batch.channel(self.context.modality)
-            return MethodOutput(anomaly_map=x * (batch.brain > 0), reconstruction=None,
-                                nfe=torch.ones(len(batch), dtype=torch.long))
+            return MethodOutput(
+                anomaly_map=x * (batch.brain > 0), reconstruction=None, nfe=torch.ones(len(batch), dtype=torch.long)
+            )
 
         def reset_inference_stats(self):
             self.calls = 0
@@ -106,7 +107,9 @@ def tau_sweep(tmp_path_factory, shared_data_dir):
     tmp_path = tmp_path_factory.mktemp("tau_sweep")
     extra = ["experiment.sweep.values=[60,100]", "experiment.sweep.reference=60", "diagnostic_slices=2"]
     extra += [
-        "methods.itermask2.train.steps=3", "methods.itermask2.train.batch_size=8", "methods.itermask2.train.val_every=3",
+        "methods.itermask2.train.steps=3",
+        "methods.itermask2.train.batch_size=8",
+        "methods.itermask2.train.val_every=3",
         f"methods.itermask2.params.net={TINY_NET}", "methods.itermask2.params.max_iterations=4",
         "methods.itermask2.params.calibration_batch_size=8",
         "methods.itermask2.params.oracle={enabled: true, start_fractions: [0.6], tau_step: 0.05, tau_max: 0.3, "
@@ -135,5 +138,7 @@ def test_itermask2_tau_sweep_trains_once_and_stores_oracle_rows_stats_and_figure
         assert all((Path(cfg.paths.results) / f).stat().st_size > 1000 for f in figures)
     table = sensitivity_table(rows, "param.tau_percentile")
     assert table["param.tau_percentile"].tolist() == [60.0, 100.0]
-    assert table["dice"].tolist() == [p60[p60["protocol"] == "oracle_global"]["dice"].iloc[0],
-                                      p100[p100["protocol"] == "oracle_global"]["dice"].iloc[0]]
+    assert table["dice"].tolist() == [
+        p60[p60["protocol"] == "oracle_global"]["dice"].iloc[0],
+        p100[p100["protocol"] == "oracle_global"]["dice"].iloc[0],
+    ]

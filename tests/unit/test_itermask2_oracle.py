@@ -43,14 +43,21 @@ def _case() -> tuple[IterMask2, SliceSet]:
     first.view(-1)[torch.nonzero(~lesion.view(-1)).flatten()[:100]] = 0.5
     first[lesion] = 10.0
     second = torch.where(lesion, 10.0, 7.5 * STEP)
-    method = create_method("itermask2", MethodContext("flair", SIZE, torch.device("cpu"), 0),
-                           net={"base_channels": 4, "channel_mult": [1], "num_res_blocks": 1})
+    method = create_method(
+        "itermask2",
+        MethodContext("flair", SIZE, torch.device("cpu"), 0),
+        net={"base_channels": 4, "channel_mult": [1], "num_res_blocks": 1},
+    )
     assert isinstance(method, IterMask2)
     method.f1 = _Fixed(first.sqrt()[None, None])
     method.f2 = _Fixed(second.sqrt()[None, None])
     test = SliceSet(
-        images=torch.zeros(1, 1, SIZE, SIZE), brain=torch.ones(1, SIZE, SIZE), labels=lesion[None],
-        modalities=("flair",), subjects=("s0",), slice_index=(80,),
+        images=torch.zeros(1, 1, SIZE, SIZE),
+        brain=torch.ones(1, SIZE, SIZE),
+        labels=lesion[None],
+        modalities=("flair",),
+        subjects=("s0",),
+        slice_index=(80,),
     )
     return method, test
 

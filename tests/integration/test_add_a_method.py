@@ -15,9 +15,9 @@ import methods.base as base
 from benchmark.runner import run_experiment
 from reports.report import write_report
 from tests.method_contract import check_method_contract
-from tests.tiny_config import compose_tiny
+from tests.tiny_config import REPO, compose_tiny
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = REPO / "README.md"
 
 
 def readme_block(language: str) -> str:

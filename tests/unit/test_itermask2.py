@@ -107,10 +107,12 @@ def test_masked_fraction_distribution_matches_the_spec_at_240_px(sampling: str) 
     wide median 0.235 (IQR 0.175-0.300) / narrow 0.040 (IQR 0.033-0.051) with independent sampling and
     0.217 / 0.039 with joint sampling. Tolerance on the medians: ±0.035 (wide), ±0.01 (narrow)."""
     g = torch.Generator().manual_seed(0)
-    wide = masked_fraction(random_training_masks(_ellipse_brain(300), g, MaskConfig(sampling, wide_probability=1.0)),
-                           _ellipse_brain(300))
-    narrow = masked_fraction(random_training_masks(_ellipse_brain(200), g, MaskConfig(sampling, wide_probability=0.0)),
-                             _ellipse_brain(200))
+    wide = masked_fraction(
+        random_training_masks(_ellipse_brain(300), g, MaskConfig(sampling, wide_probability=1.0)), _ellipse_brain(300)
+    )
+    narrow = masked_fraction(
+        random_training_masks(_ellipse_brain(200), g, MaskConfig(sampling, wide_probability=0.0)), _ellipse_brain(200)
+    )
     assert abs(float(wide.median()) - 0.23) < 0.035
     assert abs(float(narrow.median()) - 0.04) < 0.01
     q25, q75 = torch.quantile(wide, torch.tensor([0.25, 0.75])).tolist()
@@ -122,7 +124,7 @@ def test_joint_corners_stay_in_the_brain_and_independent_ones_need_not() -> None
     side = 40
     brain = torch.zeros(side, side, dtype=torch.bool)
     for i in range(side):
-        brain[i, max(0, i - 1): i + 2] = True  # a thin diagonal band: row and column are strongly coupled
+        brain[i, max(0, i - 1) : i + 2] = True  # a thin diagonal band: row and column are strongly coupled
     weights = brain.flatten().float()[None].repeat(2, 1)
     joint = sample_corners(weights, 500, side, "joint", torch.Generator().manual_seed(0))
     independent = sample_corners(weights, 500, side, "independent", torch.Generator().manual_seed(0))
@@ -173,14 +175,23 @@ def test_shrinking_stops_below_1_percent_caps_and_never_reruns_converged_images(
     x_s = torch.arange(b).float()[:, None, None].expand(b, size, size)
     brain = torch.ones(b, size, size)
     first = torch.rand(b, size, size, generator=torch.Generator().manual_seed(0))  # first mask: 614 px
-    model = _ScheduledModel([
-        [100, 0],       # 614 -> 514 (16 %) -> 514 (0 % < 1 %): stops after 2 masked steps
-        [14, 6, 5],     # 614 -> 600 -> 594 (exactly 1 %: goes on) -> 589 (0.84 %): stops after 3
-        [10],           # always >= 1.6 %: stopped by the cap
-    ])
+    model = _ScheduledModel(
+        [
+            [100, 0],  # 614 -> 514 (16 %) -> 514 (0 % < 1 %): stops after 2 masked steps
+            [14, 6, 5],  # 614 -> 600 -> 594 (exactly 1 %: goes on) -> 589 (0.84 %): stops after 3
+            [10],  # always >= 1.6 %: stopped by the cap
+        ]
+    )
     result = iterative_refinement(
-        x, x_s, brain, first, model, tau=1.0, noise=lambda idx: torch.ones(len(idx), size, size),
-        config=RefinementConfig(max_iterations=6), record_history=True,
+        x,
+        x_s,
+        brain,
+        first,
+        model,
+        tau=1.0,
+        noise=lambda idx: torch.ones(len(idx), size, size),
+        config=RefinementConfig(max_iterations=6),
+        record_history=True,
     )
     assert result.nfe.tolist() == [3, 4, 6]
     assert result.capped.tolist() == [False, False, True]
@@ -201,8 +212,13 @@ def test_empty_first_mask_converges_at_once() -> None:
     brain = torch.zeros(1, 8, 8)
     brain[0, 0, 0] = 1.0
     result = iterative_refinement(
-        torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), brain, torch.zeros(1, 8, 8),
-        lambda x_in, x_s: x_in, tau=0.1, noise=lambda idx: torch.ones(len(idx), 8, 8),
+        torch.zeros(1, 8, 8),
+        torch.zeros(1, 8, 8),
+        brain,
+        torch.zeros(1, 8, 8),
+        lambda x_in, x_s: x_in,
+        tau=0.1,
+        noise=lambda idx: torch.ones(len(idx), 8, 8),
         config=RefinementConfig(keep_fraction=0.4),
     )
     assert result.nfe.tolist() == [2] and not result.final_mask.any()
@@ -238,8 +254,9 @@ class _ConstantError(torch.nn.Module):
 
 def test_calibrate_pools_masked_errors_over_the_whole_validation_split(monkeypatch: pytest.MonkeyPatch) -> None:
     val = toy_splits(size=16, n_val=5).val
-    method = create_method("itermask2", MethodContext("flair", 16, CPU, 0), tau_percentile=70,
-                           calibration_batch_size=2, net=TINY_NET)
+    method = create_method(
+        "itermask2", MethodContext("flair", 16, CPU, 0), tau_percentile=70, calibration_batch_size=2, net=TINY_NET
+    )
     assert isinstance(method, IterMask2)
     x = val.channel("flair")
     offsets = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5])
@@ -272,8 +289,11 @@ def test_calibrate_pools_masked_errors_over_the_whole_validation_split(monkeypat
 
 
 def _create(layout: str = "default", **params: object) -> IterMask2:
-    method = create_method("itermask2", MethodContext("flair", 32, CPU, seed=0),
-                           **({"layout": layout, "net": TINY_NET, "max_iterations": 8} | params))
+    method = create_method(
+        "itermask2",
+        MethodContext("flair", 32, CPU, seed=0),
+        **({"layout": layout, "net": TINY_NET, "max_iterations": 8} | params),
+    )
     assert isinstance(method, IterMask2)
     return method
 
@@ -387,12 +407,22 @@ def test_a_state_saved_at_another_tau_percentile_loads_and_needs_recalibration(t
 
 def test_training_identity_ignores_inference_settings_only() -> None:
     base = _create().training_identity()
-    for inference_only in ({"tau_percentile": 60}, {"keep_fraction": 0.5}, {"min_shrink": 0.05},
-                           {"max_iterations": 20}, {"calibration_batch_size": 4}, {"oracle": False}):
+    for inference_only in (
+        {"tau_percentile": 60},
+        {"keep_fraction": 0.5},
+        {"min_shrink": 0.05},
+        {"max_iterations": 20},
+        {"calibration_batch_size": 4},
+        {"oracle": False},
+    ):
         assert _create(**inference_only).training_identity() == base, inference_only
     assert _create("default", tau_percentile=60).training_identity() == base
-    for trained_differently in ({"radius": 10.0}, {"low_band_amplitude": 0.0}, {"mask_sampling": "independent"},
-                                {"net": TINY_NET | {"base_channels": 4}}):
+    for trained_differently in (
+        {"radius": 10.0},
+        {"low_band_amplitude": 0.0},
+        {"mask_sampling": "independent"},
+        {"net": TINY_NET | {"base_channels": 4}},
+    ):
         assert _create(**trained_differently).training_identity() != base, trained_differently
     assert _create("-freq").training_identity() != base and _create("-spat").training_identity() != base
     spat = _create("-spat").training_identity()

@@ -278,8 +278,13 @@ def isles_root(tmp_path_factory) -> Path:
 
 
 def test_isles_layout(isles_root):
-    names = ["VSD.Brain.XX.O.MR_Flair.10000", "VSD.Brain.XX.O.MR_T1.10001", "VSD.Brain.XX.O.MR_T2.10002",
-             "VSD.Brain.XX.O.MR_DWI.10003", "VSD.Brain_3more.XX.O.OT.10004"]
+    names = [
+        "VSD.Brain.XX.O.MR_Flair.10000",
+        "VSD.Brain.XX.O.MR_T1.10001",
+        "VSD.Brain.XX.O.MR_T2.10002",
+        "VSD.Brain.XX.O.MR_DWI.10003",
+        "VSD.Brain_3more.XX.O.OT.10004",
+    ]
     expected = {"dataset_description.json", "samples.png"} | {f"1/{n}/{n}.nii" for n in names}
     assert _relative_files(isles_root) == expected
     files = subject_files(isles_root, "isles", 0)
@@ -298,7 +303,8 @@ def test_isles_layout(isles_root):
 def test_lesion_sizes_and_shapes_over_a_moderate_set():
     """The default set's subjects, in order and masks only, until both a small (< 200 px) and a large
     (> 800 px) largest-lesion test slice at 128 x 128 have been seen (at least 8 subjects)."""
-    from skimage.measure import label as components, regionprops
+    from skimage.measure import label as components
+    from skimage.measure import regionprops
 
     config = SyntheticConfig()
     largest, solidity = [], []

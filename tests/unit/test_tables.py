@@ -29,8 +29,15 @@ def _rows() -> pd.DataFrame:
             _row("Other", "flair", 0.20, train_steps=7),
             _row("Other", "t1", 0.25, train_steps=7),
             _row("Other", "flair", 0.95, protocol="oracle_per_image"),  # oracle: never bold, own block
-            {"dataset": "toy", "protocol": None, "status": "unavailable", "method_label": "Cycl", "method_key": "cycl",
-             "modality": "flair", "seed": 0},  # fmt: skip
+            {
+                "dataset": "toy",
+                "protocol": None,
+                "status": "unavailable",
+                "method_label": "Cycl",
+                "method_key": "cycl",
+                "modality": "flair",
+                "seed": 0,
+            },  # fmt: skip
         ]
     )
 
@@ -115,7 +122,8 @@ def test_degenerate_row_is_marked_and_never_bold_even_when_highest(tmp_path) -> 
             _row("B", "flair", 0.50, degenerate=False, max_brain_share=0.5),
             _row("C", "flair", 0.90, seed=0, degenerate=False, max_brain_share=0.5),
             _row("C", "flair", 0.80, seed=1, degenerate=True, max_brain_share=0.5),  # one seed suffices
-            _row("A", "t1", 0.20, degenerate=False), _row("C", "t1", 0.60, degenerate=False),
+            _row("A", "t1", 0.20, degenerate=False),
+            _row("C", "t1", 0.60, degenerate=False),
         ]
     )
     table = comparison_table(rows, "oracle_global", "toy", ["flair", "t1"])
@@ -138,7 +146,9 @@ def test_degenerate_row_is_marked_and_never_bold_even_when_highest(tmp_path) -> 
 def test_rows_without_the_degenerate_field_fall_back_to_the_global_grid_edge() -> None:
     rows = pd.DataFrame(
         [
-            _row("A", "flair", 0.3), _row("B", "flair", 0.5), _row("C", "flair", 0.9, at_grid_edge=True),
+            _row("A", "flair", 0.3),
+            _row("B", "flair", 0.5),
+            _row("C", "flair", 0.9, at_grid_edge=True),
             _row("C", "flair", 0.99, protocol="oracle_per_image", at_grid_edge=True),  # some image at an edge: fine
         ]
     )
@@ -168,7 +178,9 @@ def test_cost_columns_are_per_modality_not_averaged() -> None:
 
 def test_caption_warns_when_the_ci_rests_on_fewer_than_three_subjects() -> None:
     few = pd.DataFrame([_row("A", "flair", 0.3, n_test_subjects=2), _row("B", "flair", 0.5, n_test_subjects=2)])
-    assert "toy: CI over 2 subject(s): not meaningful." in comparison_table(few, "oracle_global", "toy", ["flair"]).caption
+    assert (
+        "toy: CI over 2 subject(s): not meaningful." in comparison_table(few, "oracle_global", "toy", ["flair"]).caption
+    )
     enough = few.assign(n_test_subjects=3)
     assert "not meaningful" not in comparison_table(enough, "oracle_global", "toy", ["flair"]).caption
     seeds = pd.concat([few, few.assign(seed=1)], ignore_index=True)  # std over seeds shown, not a CI

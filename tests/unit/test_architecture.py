@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.tiny_config import REPO
+
 LAYERS = ("datasets", "methods", "benchmark", "reports")
 CLI = len(LAYERS)  # rank of command-line modules: they may import every layer
 
@@ -83,7 +84,7 @@ def test_no_import_cycles() -> None:
         state[module] = 1
         for target in sorted(GRAPH[module]):
             if state.get(target) == 1:
-                cycles.append([*path[path.index(target):], target])
+                cycles.append([*path[path.index(target) :], target])
             elif target not in state:
                 visit(target, [*path, target])
         state[module] = 2

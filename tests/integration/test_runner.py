@@ -13,7 +13,6 @@ from reports.report import write_report
 from tests.tiny_config import compose_tiny
 
 
-
 def tiny_config(tmp_path: Path, data_dir: Path, *extra: str):
     """The default experiment shrunk to seconds: 6 synthetic subjects at 32 px, 40 AE steps.
 
@@ -81,7 +80,9 @@ def test_interrupted_run_resumes_without_redoing_finished_cells(tmp_path, shared
     finished_first = calls[0]
 
     calls.clear()
-    monkeypatch.setattr(runner, "run_cell", lambda cell, *a, **k: (calls.append(cell.key), real_run_cell(cell, *a, **k)))
+    monkeypatch.setattr(
+        runner, "run_cell", lambda cell, *a, **k: (calls.append(cell.key), real_run_cell(cell, *a, **k))
+    )
     run_experiment(cfg)
     assert len(calls) == 1 and calls[0] != finished_first  # only the unfinished cell ran
     assert len(store.cells()) == 2
@@ -108,7 +109,9 @@ def test_a_new_method_added_by_module_and_config_appears_in_the_table(tmp_path, 
 
         def predict(self, batch):
             x = batch.channel(self.context.modality)
-            return MethodOutput(anomaly_map=x * (batch.brain > 0), reconstruction=None, nfe=torch.zeros(len(batch), dtype=torch.long))
+            return MethodOutput(
+                anomaly_map=x * (batch.brain > 0), reconstruction=None, nfe=torch.zeros(len(batch), dtype=torch.long)
+            )
 
         def state_dict(self):
             return {}

@@ -102,8 +102,12 @@ def test_report_links_every_table_and_figure_and_calls_sweep_and_cost(tmp_path, 
         figure.write_bytes(b"png")
         return [figure]
 
-    _fake_module(monkeypatch, "reports.sensitivity", sensitivity_figure=sensitivity_figure,
-                 sensitivity_table=lambda rows, parameter, protocol: pd.DataFrame({parameter: [80.0], "dice": [0.5]}))
+    _fake_module(
+        monkeypatch,
+        "reports.sensitivity",
+        sensitivity_figure=sensitivity_figure,
+        sensitivity_table=lambda rows, parameter, protocol: pd.DataFrame({parameter: [80.0], "dice": [0.5]}),
+    )
     _fake_module(monkeypatch, "reports.cost", cost_table=lambda rows: Table(
         pd.DataFrame({("", "ms"): [1.0]}, index=list(rows["method_label"])), "cost caption", ()))  # fmt: skip
     store = _store(tmp_path / "results")
@@ -113,8 +117,13 @@ def test_report_links_every_table_and_figure_and_calls_sweep_and_cost(tmp_path, 
     for path in written:
         if path not in ("report.md", "all_rows.csv"):
             assert f"]({path})" in text, path
-    for stem in ("table__toy__oracle_global", "wilcoxon__oracle_global", "sensitivity__param.tau_percentile", "cost",
-                 "per_image"):
+    for stem in (
+        "table__toy__oracle_global",
+        "wilcoxon__oracle_global",
+        "sensitivity__param.tau_percentile",
+        "cost",
+        "per_image",
+    ):
         assert any(p.startswith(stem) for p in written), stem
     assert "figures/qualitative__toy__flair.png" in written and "figures/reconstructions__toy__flair.pdf" in written
     assert calls == [("figure", "param.tau_percentile", "τ", "oracle_global")]

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.tiny_config import REPO
 
 
 def test_foreign_datasets_package_is_rejected(tmp_path: Path) -> None:
@@ -25,7 +25,6 @@ def test_foreign_datasets_package_is_rejected(tmp_path: Path) -> None:
 
 def test_our_datasets_package_passes() -> None:
     import datasets
-
     from methods._guard import check_datasets_package
 
     check_datasets_package()

@@ -260,7 +260,9 @@ def test_seeded_split_is_deterministic_with_every_split_non_empty() -> None:
     assert sorted(a["train"] + a["val"] + a["test"]) == sorted(ids)
     assert a != seeded_split(ids, (0.79, 0.10, 0.11), seed=1)
     assert [len(v) for v in seeded_split(ids[:3], (0.79, 0.10, 0.11), seed=0).values()] == [1, 1, 1]
-    assert [len(seeded_split([f"b{i}" for i in range(1251)], (0.79, 0.10, 0.11), 0)[k]) for k in ("train", "val", "test")] == [988, 125, 138]
+    assert [
+        len(seeded_split([f"b{i}" for i in range(1251)], (0.79, 0.10, 0.11), 0)[k]) for k in ("train", "val", "test")
+    ] == [988, 125, 138]
 
 
 # ---------------------------------------------------------------- cache
@@ -284,7 +286,11 @@ def test_second_load_reads_no_nifti_and_changed_files_are_reread(tmp_path, monke
         a, b = getattr(first, name), getattr(second, name)
         assert torch.equal(a.images, b.images) and torch.equal(a.brain, b.brain) and torch.equal(a.labels, b.labels)
         assert a.subjects == b.subjects and a.slice_index == b.slice_index and a.modalities == b.modalities
-    assert (second.name, second.preprocess_hash, second.data_hash) == (first.name, first.preprocess_hash, first.data_hash)
+    assert (second.name, second.preprocess_hash, second.data_hash) == (
+        first.name,
+        first.preprocess_hash,
+        first.data_hash,
+    )
 
     changed = brats_file(root, 0, "t2")
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
@@ -417,7 +423,10 @@ BRATS_CASES = {
         lambda r: _replace(brats_file(r, 0, "seg"), lambda d: d[:-2]),
         ["BraTS2021_00000_seg.nii.gz", "shape (46, 48, 24)", "one voxel grid"],
     ),
-    "nan voxel": (lambda r: _replace(brats_file(r, 2, "t1ce"), _nan), ["BraTS2021_00002_t1ce.nii.gz", "NaN/inf", "finite"]),
+    "nan voxel": (
+        lambda r: _replace(brats_file(r, 2, "t1ce"), _nan),
+        ["BraTS2021_00002_t1ce.nii.gz", "NaN/inf", "finite"],
+    ),
     "inf voxel": (lambda r: _replace(brats_file(r, 0, "flair"), _inf), ["BraTS2021_00000_flair.nii.gz", "NaN/inf"]),
     "empty brain mask": (
         lambda r: _replace(brats_file(r, 1, "flair"), np.zeros_like),
@@ -427,7 +436,10 @@ BRATS_CASES = {
         lambda r: _replace(brats_file(r, 2, "seg"), _value(3)),
         ["BraTS2021_00002_seg.nii.gz", "[3.0]", "[0, 1, 2, 4]"],
     ),
-    "unreadable file": (lambda r: brats_file(r, 0, "t1").write_bytes(b"not nifti"), ["BraTS2021_00000_t1.nii.gz", "cannot read"]),
+    "unreadable file": (
+        lambda r: brats_file(r, 0, "t1").write_bytes(b"not nifti"),
+        ["BraTS2021_00000_t1.nii.gz", "cannot read"],
+    ),
 }
 
 
@@ -449,19 +461,31 @@ def test_bad_atlas_and_isles_labels_and_missing_files(tmp_path) -> None:
     atlas = tmp_path / "atlas"
     write_atlas(atlas, n=3)
     _replace(atlas_file(atlas, 1, "label-L_desc-T1lesion_mask"), _value(2))
-    with pytest.raises(DatasetError, match=r"sub-r001s002_ses-1_.*mask\.nii\.gz: label values \[2\.0\] outside .*\[0, 1\]"):
+    with pytest.raises(
+        DatasetError, match=r"sub-r001s002_ses-1_.*mask\.nii\.gz: label values \[2\.0\] outside .*\[0, 1\]"
+    ):
         load_splits(make_config("atlas", atlas, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
     atlas_file(atlas, 1, "label-L_desc-T1lesion_mask").unlink()
-    with pytest.raises(DatasetError, match=r"missing lesion mask of sub-r001s002: expected .*anat/sub-r001s002_ses-1_space-MNI152NLin2009aSym_label-L_desc-T1lesion_mask\.nii\.gz .*point the root at ATLAS_2/Training"):
+    with pytest.raises(
+        DatasetError,
+        match=r"missing lesion mask of sub-r001s002: expected .*anat/sub-r001s002_ses-1_space-MNI152NLin2009aSym"
+        r"_label-L_desc-T1lesion_mask\.nii\.gz .*point the root at ATLAS_2/Training",
+    ):
         load_splits(make_config("atlas", atlas, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
 
     isles = tmp_path / "isles"
     write_isles(isles, n=3)
     _replace(isles_file(isles, 2, "OT"), _value(2))
-    with pytest.raises(DatasetError, match=r"VSD\.Brain_3more\.XX\.O\.OT\.\d+\.nii: label values \[2\.0\] outside the ISLES"):
+    with pytest.raises(
+        DatasetError, match=r"VSD\.Brain_3more\.XX\.O\.OT\.\d+\.nii: label values \[2\.0\] outside the ISLES"
+    ):
         load_splits(make_config("isles", isles, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
     isles_file(isles, 0, "DWI").unlink()
-    with pytest.raises(DatasetError, match=r"missing dwi image of ISLES subject 1: expected .*/1/VSD\.Brain\.XX\.O\.MR_DWI\.<id>/VSD\.Brain\.XX\.O\.MR_DWI\.<id>\.nii"):
+    with pytest.raises(
+        DatasetError,
+        match=r"missing dwi image of ISLES subject 1: expected "
+        r".*/1/VSD\.Brain\.XX\.O\.MR_DWI\.<id>/VSD\.Brain\.XX\.O\.MR_DWI\.<id>\.nii",
+    ):
         load_splits(make_config("isles", isles, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
 
 
@@ -480,9 +504,14 @@ def test_bad_roots_modalities_splits_and_ranges(tmp_path) -> None:
     with pytest.raises(DatasetError, match=r"unknown modality 't1ce'.*\['t1'\]"):
         load_splits(make_config("atlas", root, tmp_path, modalities=("t1ce",)), progress=False)
     with pytest.raises(DatasetError, match=r"BraTS2021_0000\d_flair\.nii\.gz: 24 axial slices; expected at least 30"):
-        load_splits(make_config("brats", root, tmp_path, slice_range=(4, 30), split_fractions=(0.34, 0.33, 0.33)), progress=False)
+        load_splits(
+            make_config("brats", root, tmp_path, slice_range=(4, 30), split_fractions=(0.34, 0.33, 0.33)),
+            progress=False,
+        )
     with pytest.raises(DatasetError, match=r"no lesion slice in slice_range \(0, 4\) among the 1 test subject\(s\)"):
-        load_splits(make_config("brats", root, tmp_path, slice_range=(0, 4), split_fractions=(0.34, 0.33, 0.33)), progress=False)
+        load_splits(
+            make_config("brats", root, tmp_path, slice_range=(0, 4), split_fractions=(0.34, 0.33, 0.33)), progress=False
+        )
     with pytest.raises(DatasetError, match=r"2 subject\(s\) in .*: a seeded train/val/test split needs at least 3"):
         load_splits(make_config("brats", root, tmp_path, max_subjects=2), progress=False)
 

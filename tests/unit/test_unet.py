@@ -22,7 +22,11 @@ def test_presets_and_their_errors() -> None:
     assert UNetConfig.preset("paper") == UNetConfig()
     small = UNetConfig.preset("small")
     assert (small.base_channels, small.channel_mult, small.num_res_blocks, small.attention_downsample) == (
-        16, (1, 2, 2, 4), 1, ())
+        16,
+        (1, 2, 2, 4),
+        1,
+        (),
+    )
     assert _count(UNet(1, 1, small)) < _count(UNet(1, 1, UNetConfig())) / 4
     with pytest.raises(ValueError, match="unknown UNet preset 'huge'.*paper, small"):
         UNetConfig.preset("huge")
@@ -69,8 +73,13 @@ def test_eval_mode_output_of_an_image_does_not_depend_on_its_batch() -> None:
 
 
 def test_group_norm_variant_and_bad_sizes() -> None:
-    net = UNet(1, 3, UNetConfig(base_channels=8, channel_mult=(1, 2), num_res_blocks=1, norm="group",
-                                attention_downsample=(2,), num_heads=2))
+    net = UNet(
+        1,
+        3,
+        UNetConfig(
+            base_channels=8, channel_mult=(1, 2), num_res_blocks=1, norm="group", attention_downsample=(2,), num_heads=2
+        ),
+    )
     assert net(torch.randn(2, 1, 16, 16)).shape == (2, 3, 16, 16)
     with pytest.raises(ValueError, match="divisible by 2"):
         net(torch.randn(1, 1, 15, 16))

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 import pytest
+import torch
 
 from benchmark.diagnose import has_diagnosis, run_diagnosis, standard_map_scores
 from benchmark.predict import predict_split

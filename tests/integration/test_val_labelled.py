@@ -35,7 +35,9 @@ def brats_config(root: Path, cache: Path, **overrides) -> DatasetConfig:
 
 
 def split_file(path: Path, ids: list[str], train: list[int], val: list[int], test: list[int]) -> Path:
-    path.write_text(json.dumps({name: [ids[i] for i in part] for name, part in zip(("train", "val", "test"), (train, val, test))}))
+    path.write_text(
+        json.dumps({name: [ids[i] for i in part] for name, part in zip(("train", "val", "test"), (train, val, test))})
+    )
     return path
 
 
@@ -51,8 +53,18 @@ def brats(tmp_path_factory) -> tuple[Path, list[str]]:
 def test_val_labelled_is_the_val_subjects_lesion_slices_selected_and_preprocessed_like_test(brats, tmp_path) -> None:
     root, ids = brats
     options = dict(test_slices="all", eval_slice_step=2)
-    a = load_splits(brats_config(root, tmp_path / "a", split_file=split_file(tmp_path / "a.json", ids, [0, 1], [2, 3], [4]), **options), progress=False)
-    b = load_splits(brats_config(root, tmp_path / "b", split_file=split_file(tmp_path / "b.json", ids, [0, 1], [4], [2, 3]), **options), progress=False)
+    a = load_splits(
+        brats_config(
+            root, tmp_path / "a", split_file=split_file(tmp_path / "a.json", ids, [0, 1], [2, 3], [4]), **options
+        ),
+        progress=False,
+    )
+    b = load_splits(
+        brats_config(
+            root, tmp_path / "b", split_file=split_file(tmp_path / "b.json", ids, [0, 1], [4], [2, 3]), **options
+        ),
+        progress=False,
+    )
     labelled = a.val_labelled
     assert labelled is not None
     assert set(labelled.subjects) == {ids[2], ids[3]} and not set(labelled.subjects) & set(a.test.subjects)
@@ -68,7 +80,10 @@ def test_val_labelled_is_the_val_subjects_lesion_slices_selected_and_preprocesse
 
 def test_val_labelled_follows_the_largest_rule(brats, tmp_path) -> None:
     root, ids = brats
-    splits = load_splits(brats_config(root, tmp_path, split_file=split_file(tmp_path / "s.json", ids, [0, 1], [2, 3], [4])), progress=False)
+    splits = load_splits(
+        brats_config(root, tmp_path, split_file=split_file(tmp_path / "s.json", ids, [0, 1], [2, 3], [4])),
+        progress=False,
+    )
     assert splits.val_labelled is not None
     assert list(zip(splits.val_labelled.subjects, splits.val_labelled.slice_index)) == [(ids[2], 11), (ids[3], 12)]
 
@@ -76,7 +91,9 @@ def test_val_labelled_follows_the_largest_rule(brats, tmp_path) -> None:
 def test_healthy_val_is_unchanged_by_the_labelled_set(brats, tmp_path) -> None:
     """The healthy val split equals the pre-existing pipeline run by hand: select_slices('healthy') then resizing."""
     root, ids = brats
-    config = brats_config(root, tmp_path, split_file=split_file(tmp_path / "s.json", ids, [0, 1], [2, 3], [4]), eval_slice_step=2)
+    config = brats_config(
+        root, tmp_path, split_file=split_file(tmp_path / "s.json", ids, [0, 1], [2, 3], [4]), eval_slice_step=2
+    )
     val = load_splits(config, progress=False).val
     layout = get_layout("brats")
     parts, expected_z = [], []
@@ -93,7 +110,9 @@ def test_healthy_val_is_unchanged_by_the_labelled_set(brats, tmp_path) -> None:
 def test_no_lesion_among_val_subjects_gives_none_also_from_the_cache(brats, tmp_path, monkeypatch, caplog) -> None:
     root, ids = brats
     # slice_range (4, 7): only subject 0 has a lesion slice (z = 6); it is the test subject
-    config = brats_config(root, tmp_path, slice_range=(4, 7), split_file=split_file(tmp_path / "s.json", ids, [1, 2], [3], [0]))
+    config = brats_config(
+        root, tmp_path, slice_range=(4, 7), split_file=split_file(tmp_path / "s.json", ids, [1, 2], [3], [0])
+    )
     with caplog.at_level(logging.INFO, logger="datasets.loader"):
         first = load_splits(config, progress=False)
     assert first.val_labelled is None and first.test.subjects == (ids[0],)
@@ -146,11 +165,20 @@ def test_data_hash_follows_the_content_not_the_files(tmp_path, monkeypatch) -> N
 def _predictions(slices: SliceSet) -> Predictions:
     """Brightness as anomaly score: finds the toy data's bright FLAIR lesions."""
     maps = slices.channel("flair") * (slices.brain > 0)
-    return Predictions(anomaly_maps=maps, reconstructions=None, final_masks=None, nfe=torch.zeros(len(slices)), seconds=0.0)
+    return Predictions(
+        anomaly_maps=maps, reconstructions=None, final_masks=None, nfe=torch.zeros(len(slices)), seconds=0.0
+    )
 
 
 def _shuffled_labels(slices: SliceSet) -> SliceSet:
-    return SliceSet(slices.images, slices.brain, slices.labels.roll(1, dims=0), slices.modalities, slices.subjects, slices.slice_index)
+    return SliceSet(
+        slices.images,
+        slices.brain,
+        slices.labels.roll(1, dims=0),
+        slices.modalities,
+        slices.subjects,
+        slices.slice_index,
+    )
 
 
 def test_val_labelled_threshold_never_reads_a_test_label() -> None:
@@ -164,7 +192,9 @@ def test_val_labelled_threshold_never_reads_a_test_label() -> None:
     expected = val_labelled(_predictions(labelled).anomaly_maps, labelled.labels, labelled.brain)
     for row in (rows["val_labelled"], other["val_labelled"]):
         assert (row["threshold"], row["threshold_norm"], row["threshold_objective"]) == (
-            expected.threshold, expected.threshold_norm, expected.objective
+            expected.threshold,
+            expected.threshold_norm,
+            expected.objective,
         )
         assert row["is_oracle"] is False
     assert other["val_labelled"]["dice"] < rows["val_labelled"]["dice"]  # the metrics did read the shuffled labels
@@ -172,7 +202,11 @@ def test_val_labelled_threshold_never_reads_a_test_label() -> None:
 
 def test_val_labelled_without_a_labelled_set_is_a_clear_error() -> None:
     test = toy_slices(4, lesions=True, seed=3)
-    with pytest.raises(ValueError, match=r"'val_labelled' has no labelled validation set: dataset has no lesion slice among its validation subjects"):
+    with pytest.raises(
+        ValueError,
+        match=r"'val_labelled' has no labelled validation set: "
+        r"dataset has no lesion slice among its validation subjects",
+    ):
         evaluate(_predictions(test), test, "flair", ["oracle_global", "val_labelled"])
     with pytest.raises(ValueError, match=r"'val_labelled' needs labelled_val_pred"):
         evaluate(_predictions(test), test, "flair", ["val_labelled"], labelled_val=test)
@@ -183,11 +217,12 @@ def test_which_protocols_need_which_validation_maps() -> None:
     assert needs_validation_maps(["val_fpr"]) and not needs_validation_maps(["oracle_global", "val_labelled"])
 
 
-@pytest.mark.slow
 def test_tiny_run_reports_a_val_labelled_row(tmp_path, shared_data_dir) -> None:
     cfg = compose_tiny(
         tmp_path / "out", shared_data_dir,
-        "experiment.only_methods=[ae]", "experiment.modalities=[flair]", "experiment.protocols=[oracle_global,val_labelled]",
+        "experiment.only_methods=[ae]",
+        "experiment.modalities=[flair]",
+        "experiment.protocols=[oracle_global,val_labelled]",
         "methods.ae.train.steps=10", "methods.ae.train.batch_size=16", "methods.ae.train.val_every=5",
         "methods.ae.params.erosion=1", "methods.ae.params.median=3",
     )  # fmt: skip

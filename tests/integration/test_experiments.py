@@ -15,21 +15,7 @@ from scipy.stats import wilcoxon
 
 from benchmark.runner import run_experiment
 from reports.report import write_report
-from tests.tiny_config import CONFIG_DIR, compose_tiny
-
-TINY_UNET = "{base_channels: 8, channel_mult: [1, 2], num_res_blocks: 1, attention_downsample: []}"
-TINY_ORACLE = "{start_fractions: [0.6], max_iterations: 2}"
-#: Tiny budgets per method config (a few steps; cheap settings of the same code paths).
-TINY_METHODS: dict[str, tuple[str, ...]] = {
-    "ae": ("params.erosion=1", "params.median=3", "params.widths=[8,16,16,16]", "params.latent_dim=16",
-           "train.batch_size=4"),
-    "dae_pos": ("params.widths=[8,16,32]", "train.batch_size=4"),
-    "cyclic_unet": ("train.batch_size=4",),
-    "itermask2": (f"params.net={TINY_UNET}", "params.max_iterations=4", "train.batch_size=4", "params.oracle=false"),
-    "itermask2_freq": (f"params.net={TINY_UNET}", "params.max_iterations=4", "train.batch_size=4",
-                       "params.oracle=false"),
-    "itermask2_spat": (f"params.net={TINY_UNET}", "train.batch_size=4"),
-}
+from tests.tiny_config import CONFIG_DIR, TINY_METHODS, TINY_ORACLE, compose_tiny
 
 
 def experiment_config(experiment: str, out: Path, data_dir: Path, methods: list[str], *extra: str):
@@ -101,13 +87,20 @@ def test_table1_main_block_oracle_block_paired_tests_and_figures(tmp_path, share
     assert list(main.index) == ["AE", "DAE [0,+inf]", "IterMask²"]
     for label in main.index:  # the CSV holds the stored numbers and their bootstrap CIs
         row = row_of(rows, label, "oracle_global", "flair")
-        fields = (("flair DSC", "dice"), ("flair Sens.", "sens"), ("flair Prec.", "prec"), ("flair NFE", "nfe_per_slice"))
+        fields = (
+            ("flair DSC", "dice"),
+            ("flair Sens.", "sens"),
+            ("flair Prec.", "prec"),
+            ("flair NFE", "nfe_per_slice"),
+        )
         for column, field in fields:
             assert csv.loc[label, column] == pytest.approx(row[field], abs=1e-4)
         assert csv.loc[label, "flair DSC lo"] == pytest.approx(row["dice_lo"], abs=1e-4)
     oracle = csv[csv["block"] == "oracle"]
     assert set(oracle.index) == {
-        "DAE [0,+inf] (per-image oracle)", "IterMask² (per-image oracle)", "IterMask² (human–AI oracle)"
+        "DAE [0,+inf] (per-image oracle)",
+        "IterMask² (per-image oracle)",
+        "IterMask² (human–AI oracle)",
     }  # AE is not in experiment.oracle_methods
     human_ai = row_of(rows, "IterMask²", "human_ai", "flair")
     assert human_ai["is_oracle"]
@@ -154,8 +147,12 @@ def test_table2_two_datasets_in_one_store_and_dash_for_cyclic_unet(tmp_path, sha
     run_and_report(experiment_config("table2", tmp_path, shared_data_dir, ["ae"]))  # four contrasts: flair
     rows, report = run_and_report(
         experiment_config(
-            "table2", tmp_path, shared_data_dir, ["ae", "cyclic_unet"],
-            "dataset.modalities=[t1]", "dataset.name=synthetic-t1only",
+            "table2",
+            tmp_path,
+            shared_data_dir,
+            ["ae", "cyclic_unet"],
+            "dataset.modalities=[t1]",
+            "dataset.name=synthetic-t1only",
         )  # fmt: skip
     )
     assert set(zip(rows["dataset"], rows["modality"])) == {("synthetic-brats", "flair"), ("synthetic-t1only", "t1")}

@@ -16,8 +16,8 @@ from methods.autoddpm import Stage1, dilate
 from methods.diffusion import DiffusionSampler, DiffusionSchedule, NoiseSource
 from methods.perceptual import ssim_dissimilarity
 from methods.postprocess import binary_brain
-from tests.test_ddpm import CountingStub, alpha_bar
 from tests.toy_data import toy_slices
+from tests.unit.test_ddpm import CountingStub, alpha_bar
 
 CPU = torch.device("cpu")
 

@@ -11,10 +11,10 @@ import torch
 from diffusers import DDPMScheduler
 from torch import nn
 
-from tests.tiny_config import method_config
 from methods import MethodContext, create_method
 from methods.diffusion import DiffusionSampler, DiffusionSchedule, IntensityScaling, NoiseSource
 from methods.simplex import simplex_basis, simplex_noise
+from tests.tiny_config import method_config
 from tests.toy_data import toy_slices
 
 CPU = torch.device("cpu")
@@ -186,7 +186,9 @@ def test_simplex_basis_equals_the_scalar_algorithm() -> None:
         for col in range(w):
             expected = sum(
                 persistence**k
-                * _reference_simplex(col * cells * 2**k / w, row * cells * 2**k / w, lambda i, j: gradient(k, i, j))
+                * _reference_simplex(
+                    col * cells * 2**k / w, row * cells * 2**k / w, lambda i, j, k=k: gradient(k, i, j)
+                )
                 for k in range(octaves)
             )
             assert abs(values[row, col].item() - expected) < 1e-5

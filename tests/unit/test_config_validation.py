@@ -1,0 +1,138 @@
+"""Configurations are checked before any work and every configuration gets its own identity: flattened configs,
+labels per configuration, unknown parameters, sweep expansion, nonsense configurations, one-line CLI errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from omegaconf import open_dict
+
+import benchmark.runner as runner
+from benchmark.config import ConfigError, method_specs, validate_config
+from benchmark.runner import run_experiment
+from benchmark.schema import flatten_config
+from methods import MethodContext, create_method
+from methods.base import UnknownParameterError
+from reports.labels import configuration_labels
+from tests.tiny_config import REPO, compose_tiny, tiny_ae
+
+
+# ------------------------------------------------------------------------------------------------ units
+def test_flatten_config_gives_one_scalar_column_per_leaf() -> None:
+    flat = flatten_config(
+        {"name": "x", "params": {"a": 1, "oracle": {"enabled": True, "fractions": [0.6, 0.4]}}, "train": {"steps": 5}}
+    )
+    assert flat == {"param.a": 1, "param.oracle.enabled": True, "param.oracle.fractions": "[0.6,0.4]", "train.steps": 5}
+
+
+def test_configuration_labels_name_what_differs_and_keep_single_configs() -> None:
+    rows = pd.DataFrame(
+        {
+            "dataset": ["d"] * 5,
+            "method_label": ["AE", "AE", "AE", "DAE", "DAE"],
+            "config_hash": ["h1", "h1", "h2", "h3", "h3"],  # AE: two configs (2 seeds of h1); DAE: one
+            "param.median": [5, 5, 5, 3, 3],
+            "train.steps": [300, 300, 3000, 200, 200],
+        }
+    )
+    labels = configuration_labels(rows).tolist()
+    assert labels == ["AE (train.steps=300)", "AE (train.steps=300)", "AE (train.steps=3000)", "DAE", "DAE"]
+
+
+def test_misspelt_method_parameter_fails_naming_it_and_the_accepted_names(tmp_path, shared_data_dir) -> None:
+    context = MethodContext(modality="flair", image_size=32, device=__import__("torch").device("cpu"), seed=0)
+    with pytest.raises(UnknownParameterError, match="medain") as info:
+        create_method("ae", context, medain=3)
+    assert "median" in str(info.value)
+    cfg = tiny_ae(tmp_path, shared_data_dir, "+methods.ae.params.medain=3")
+    with pytest.raises(
+        ConfigError,
+        match=r"methods\.ae\.params: unknown parameter\(s\) medain of method 'ae'; "
+        r"accepted: .*median",
+    ):
+        validate_config(cfg)
+
+
+def test_method_entries_take_label_not_variant_and_must_be_distinct_configurations(tmp_path, shared_data_dir) -> None:
+    leftover = tiny_ae(tmp_path, shared_data_dir, "+methods.ae.variant=default")
+    with pytest.raises(ConfigError, match=r"methods\.ae: unknown key\(s\) variant; accepted: name, label, params"):
+        method_specs(leftover)
+    relabelled = tiny_ae(tmp_path, shared_data_dir)
+    with open_dict(relabelled):  # the same configuration under a second key, with only another label
+        relabelled.methods.ae2 = relabelled.methods.ae.copy()
+        relabelled.methods.ae2.label = "AE twice"
+    with pytest.raises(ConfigError, match=r"methods\.ae2 has the same name, params and train as methods\.ae"):
+        method_specs(relabelled)
+    specs = method_specs(tiny_ae(tmp_path, shared_data_dir, "methods.ae.label=My AE"))
+    assert [s.row_label for s in specs] == ["My AE"] and "label" not in specs[0].as_dict()
+
+
+def test_sweep_expands_one_entry_into_labelled_cells(tmp_path, shared_data_dir) -> None:
+    cfg = compose_tiny(tmp_path, shared_data_dir, "experiment=sensitivity_tau")
+    specs = method_specs(cfg)
+    assert [s.key for s in specs] == [f"itermask2[params.tau_percentile={v}]" for v in (60, 70, 80, 90, 100)]
+    assert [s.params["tau_percentile"] for s in specs] == [60, 70, 80, 90, 100]
+    assert specs[0].row_label == "IterMask² (param.tau_percentile=60)"
+    budget = compose_tiny(
+        tmp_path, shared_data_dir, "experiment.sweep={method: ae, parameter: train.steps, values: [3, 7]}"
+    )
+    assert [s.budget.steps for s in method_specs(budget) if s.name == "ae"] == [3, 7]
+    bad = compose_tiny(
+        tmp_path, shared_data_dir, "experiment.sweep={method: ae, parameter: params.medain, values: [3]}"
+    )
+    with pytest.raises(ConfigError, match="medain"):
+        method_specs(bad)
+
+
+NONSENSE = {
+    "methods.ae.train.steps=0": r"methods\.ae\.train\.steps=0; expected an integer >= 1",
+    "methods.ae.train.steps=-5": r"methods\.ae\.train\.steps=-5; expected an integer >= 1",
+    "seeds=[]": r"seeds=\[\]; expected a non-empty list of integers",
+    "methods.ae.name=aee": r"methods\.ae\.name: unknown method 'aee'",
+    "experiment.modalities=[dwi]": r"\['dwi'\] not in dataset",
+    "experiment.protocols=[oracle_globl]": r"unknown \['oracle_globl'\]",
+    "eval_batch_size=0": r"eval_batch_size=0; expected an integer >= 1",
+    "methods.ae.train.batch_size=0": r"methods\.ae\.train\.batch_size=0; expected an integer >= 1",
+    "experiment.only_methods=[dae]": r"only_methods names \['dae'\]",
+}
+
+
+@pytest.mark.parametrize("override", list(NONSENSE))
+def test_nonsense_configuration_fails_before_data_loading(override, tmp_path, shared_data_dir, monkeypatch) -> None:
+    def no_data(cfg):
+        raise AssertionError("data were prepared before the configuration was checked")
+
+    monkeypatch.setattr(runner, "prepare_data", no_data)
+    cfg = tiny_ae(tmp_path, shared_data_dir, override)
+    with pytest.raises(ConfigError, match=NONSENSE[override]) as info:
+        run_experiment(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_prints_one_line_error_without_traceback(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "seeds=[]", f"paths.output={tmp_path}", f"paths.data={tmp_path}/data"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"HYDRA_FULL_ERROR": "0"},
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: seeds=[]; expected a non-empty list")
+    assert not (tmp_path / "data").exists()  # nothing generated
+
+
+def test_multirun_job_folder_names_stay_short_unique_and_flat() -> None:
+    from benchmark.__main__ import MAX_DIRNAME, job_dirname
+
+    assert job_dirname("a=1,b=2") == "a=1,b=2"
+    assert job_dirname("root=/data/x") == "root=_data_x"
+    long_a, long_b = "x=" + "1" * 300, "x=" + "1" * 299 + "2"
+    assert len(job_dirname(long_a)) == MAX_DIRNAME and job_dirname(long_a) != job_dirname(long_b)
+    assert job_dirname(long_a).startswith("x=111")
