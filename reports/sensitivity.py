@@ -25,10 +25,11 @@ def sensitivity_table(
     ``protocol``.
 
     Columns: ``dataset``, ``modality``, ``<parameter>``, ``<metric>`` (mean), ``<metric>_std`` (over seeds,
-    NaN for one seed), ``n_seeds``; sorted by dataset, modality, value. Rows of other protocols and cells
-    that did not run (``status`` not ``ok``) are left out.
+    NaN for one seed), ``n_seeds``, ``n_degenerate`` (seeds whose result is flagged ``degenerate``: threshold
+    on the grid edge or most of the brain segmented); sorted by dataset, modality, value. Rows of other
+    protocols and cells that did not run (``status`` not ``ok``) are left out.
     """
-    columns = ["dataset", "modality", parameter, metric, f"{metric}_std", "n_seeds"]
+    columns = ["dataset", "modality", parameter, metric, f"{metric}_std", "n_seeds", "n_degenerate"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     missing = {"dataset", "modality", "protocol", parameter, metric} - set(rows.columns)
@@ -39,12 +40,19 @@ def sensitivity_table(
         chosen = chosen[chosen["status"] == "ok"]
     if chosen.empty:
         return pd.DataFrame(columns=columns)
-    chosen = chosen.assign(**{parameter: pd.to_numeric(chosen[parameter])})
+    degenerate = chosen["degenerate"].fillna(False).astype(bool) if "degenerate" in chosen else False
+    chosen = chosen.assign(**{parameter: pd.to_numeric(chosen[parameter]), "n_degenerate": degenerate})
     table = (
-        chosen.groupby(["dataset", "modality", parameter])[metric]
-        .agg(["mean", "std", "count"])
+        chosen.groupby(["dataset", "modality", parameter])
+        .agg(
+            **{
+                metric: (metric, "mean"),
+                f"{metric}_std": (metric, "std"),
+                "n_seeds": (metric, "count"),
+                "n_degenerate": ("n_degenerate", "sum"),
+            }
+        )
         .reset_index()
-        .rename(columns={"mean": metric, "std": f"{metric}_std", "count": "n_seeds"})
     )
     return table.sort_values(["dataset", "modality", parameter], ignore_index=True)[columns]
 

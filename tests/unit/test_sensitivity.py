@@ -15,8 +15,17 @@ from reports.sensitivity import sensitivity_figure, sensitivity_plot, sensitivit
 from tests.tiny_config import CONFIG_DIR
 
 
-def _row(modality: str, q: float, seed: int, dice: float, protocol: str = "oracle_global", status: str = "ok") -> dict:
+def _row(
+    modality: str,
+    q: float,
+    seed: int,
+    dice: float,
+    protocol: str = "oracle_global",
+    status: str = "ok",
+    degenerate: bool = False,
+) -> dict:
     return {
+        "degenerate": degenerate,
         "dataset": "synthetic-brats",
         "modality": modality,
         "protocol": protocol,
@@ -33,7 +42,7 @@ def rows() -> pd.DataFrame:
     return pd.DataFrame(
         [
             _row("flair", 60, 0, 0.50),
-            _row("flair", 60, 1, 0.70),  # mean 0.60 over two seeds
+            _row("flair", 60, 1, 0.70, degenerate=True),  # mean 0.60 over two seeds, one of them degenerate
             _row("flair", 80, 0, 0.75),
             _row("t1", 80, 0, 0.40),
             _row("t1", 60, 0, 0.30),  # out of order on purpose
@@ -45,7 +54,9 @@ def rows() -> pd.DataFrame:
 
 def test_sensitivity_table_averages_seeds_per_value_at_the_protocol(rows: pd.DataFrame) -> None:
     table = sensitivity_table(rows, "param.tau_percentile")
-    assert list(table.columns) == ["dataset", "modality", "param.tau_percentile", "dice", "dice_std", "n_seeds"]
+    assert list(table.columns) == [
+        "dataset", "modality", "param.tau_percentile", "dice", "dice_std", "n_seeds", "n_degenerate"
+    ]  # fmt: skip
     assert table[["modality", "param.tau_percentile"]].values.tolist() == [
         ["flair", 60.0],
         ["flair", 80.0],
@@ -55,6 +66,7 @@ def test_sensitivity_table_averages_seeds_per_value_at_the_protocol(rows: pd.Dat
     np.testing.assert_allclose(table["dice"], [0.60, 0.75, 0.30, 0.40])
     np.testing.assert_allclose(table["dice_std"].iloc[0], np.std([0.5, 0.7], ddof=1))
     assert table["n_seeds"].tolist() == [2, 1, 1, 1]
+    assert table["n_degenerate"].tolist() == [1, 0, 0, 0]
     other = sensitivity_table(rows, "param.tau_percentile", protocol="val_fpr")
     assert other["dice"].tolist() == [0.99]
 
