@@ -4,7 +4,7 @@ Nothing here knows which method produced a map. Every function takes ``[N, H, W]
 W]`` is accepted and squeezed) on any device and returns CPU results (python floats, CPU tensors or
 numpy arrays).
 
-Conventions (each one is tested in ``tests/test_metrics.py``):
+Conventions (each one is tested in ``tests/unit/test_metrics.py``):
 
 * **Brain region.** A pixel is *brain* where ``brain > 0``. The brain mask is soft after area resizing;
   its soft edge is still brain, so ``> 0`` (not ``> 0.5``) is the region where a prediction may be
