@@ -283,6 +283,8 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     samples = cfg.get("bootstrap_samples")
     if not isinstance(samples, int) or samples < 0:
         raise ConfigError(f"bootstrap_samples={samples!r}; expected an integer >= 0")
+    if cfg.get("results_lock") not in ("hard", "soft"):
+        raise ConfigError(f"results_lock={cfg.get('results_lock')!r}; expected hard or soft")
     kind = cfg.experiment.get("kind", "comparison")
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"experiment.kind={kind!r}; expected one of {', '.join(EXPERIMENT_KINDS)}")

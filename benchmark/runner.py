@@ -38,6 +38,7 @@ from benchmark.predict import Predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
 from benchmark.schema import cell_key, flatten_config, per_image_records, segmentation_array, stored_test_split
 from benchmark.store import ResultsStore
+from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
 from datasets.synthetic import SyntheticConfig, ensure_synthetic_dataset
@@ -139,10 +140,13 @@ class RunSetup:
 
 
 def open_run(cfg: DictConfig) -> RunSetup:
-    """Resolve the device, prepare the data, open the results and checkpoint stores, record the job."""
+    """Resolve the device, clean up what killed runs left, prepare the data, open the results and checkpoint
+    stores, record the job."""
     device = resolve_device(cfg.device)
+    for folder in (cfg.paths.results, cfg.paths.checkpoints, cfg.paths.cache):
+        remove_orphan_temporaries(Path(folder))
     splits = prepare_data(cfg)
-    store = ResultsStore(cfg.paths.results)
+    store = ResultsStore(cfg.paths.results, soft_lock=cfg.results_lock == "soft")
     record_run(store, cfg)
     return RunSetup(device, splits, store, CheckpointStore(cfg.paths.checkpoints))
 

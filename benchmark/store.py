@@ -5,14 +5,14 @@ threshold protocol. Its rows file is written last, via a temporary file and ``os
 crash or Ctrl-C never leaves a half-written result, a rerun skips exactly the cells whose rows file
 exists, and parallel writers (hydra multirun, SLURM array jobs) never corrupt each other: distinct
 cells write distinct files, a rename is atomic on POSIX file systems, and a store-wide advisory lock
-(``fcntl.flock`` on ``<root>/.write.lock``) makes a cell's arrays and rows one unit, so two jobs that
-write the same cell leave the arrays and rows of one of them, never a mix. Every job also keeps its own
+(``filelock`` on ``<root>/.write.lock``: an OS lock, or with ``soft_lock`` a lock file for cluster file systems
+whose locks do not work) makes a cell's arrays and rows one unit, so two jobs that write the same cell leave the
+arrays and rows of one of them, never a mix. Every job also keeps its own
 config and environment record under ``jobs/``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, SoftFileLock
 
 from benchmark.schema import PER_IMAGE_COLUMNS
 from datasets.cache import atomic_write
@@ -35,8 +36,9 @@ class ResultsStore:
     """Rows under ``<root>/rows/<cell>.json``; per-image records under ``<root>/per_image/<cell>.parquet``
     (columns: :data:`benchmark.schema.PER_IMAGE_COLUMNS`); per-cell arrays under ``<root>/arrays/<cell>.npz``."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, soft_lock: bool = False) -> None:
         self.root = Path(root)
+        self.soft_lock = soft_lock  # a lock file instead of an OS lock (NFS/Lustre without working locks)
         self.rows_dir = self.root / "rows"
         self.arrays_dir = self.root / "arrays"
         self.per_image_dir = self.root / "per_image"
@@ -100,14 +102,12 @@ class ResultsStore:
 
     @contextmanager
     def _write_lock(self) -> Iterator[None]:
-        """Exclusive store-wide lock while a cell's arrays and rows are replaced (released on exit or crash)."""
+        """Exclusive store-wide lock while a cell's arrays and rows are replaced (released on exit or crash; a
+        soft lock left by a killed job must be deleted by hand: filelock then says which file)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".write.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        lock_class = SoftFileLock if self.soft_lock else FileLock
+        with lock_class(self.root / ".write.lock"):
+            yield
 
     def cells(self) -> list[str]:
         """Names of all finished cells, sorted."""

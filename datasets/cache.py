@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
@@ -33,6 +34,9 @@ CACHE_FORMAT = 2
 2: a fourth slice set (``val_labelled``, possibly empty) and the data hash in every file."""
 
 DATA_HASH_LENGTH = 12
+
+TEMPORARY_SUFFIX = ".tmp"  # atomic_write's temporary files: .<name>.<random>.tmp next to the target
+ORPHAN_AGE_S = 3600.0  # a temporary file untouched this long belongs to a killed run
 
 DEFAULT_CACHE_DIR = ".slice_cache"
 """Used under the current working directory when ``config.cache_dir`` is None: never inside the
@@ -113,9 +117,12 @@ def _tensors(slices: SliceSet) -> dict[str, object]:
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """``write(f)`` into a temporary file next to ``path``, fsync, then ``os.replace`` onto ``path``:
-    readers see the old file or the complete new one, and a failure leaves no temporary file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    readers see the old file or the complete new one, and a failure leaves no temporary file. The file gets
+    the permissions of a normal ``open`` under the process umask (``mkstemp`` alone would make it 0600, so
+    colleagues on a shared cluster file system could not read results, caches or checkpoints)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -124,6 +131,35 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_orphan_temporaries(folder: Path, max_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_write` below ``folder`` that a killed run left behind
+    (untouched for more than ``max_age_s``: a live writer of a parallel job keeps writing to its file, so
+    younger ones are left alone); returns what was removed."""
+    if not folder.is_dir():
+        return []
+    now = time.time()
+    removed = []
+    for path in folder.rglob(f".*{TEMPORARY_SUFFIX}"):
+        try:
+            if now - path.stat().st_mtime > max_age_s:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # finished or removed by another job meanwhile
+            continue
+    if removed:
+        log.info("removed %d orphan temporary file(s) of interrupted runs under %s", len(removed), folder)
+    return removed
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once: os.umask can only be read by setting it
 
 
 def load_slices(path: Path, fingerprint: str) -> CachedSet | None:

@@ -78,6 +78,7 @@ class Layout(ABC):
                 f"no {self.title} subject found under {root}: expected {self.subject_pattern} "
                 f"(found {seen if seen else 'an empty folder'})"
             )
+        _check_unique_ids(subjects)
         return subjects
 
     @abstractmethod
@@ -92,6 +93,20 @@ class Layout(ABC):
 
     @abstractmethod
     def normalise(self, volume: np.ndarray, brain: np.ndarray, source: str) -> np.ndarray: ...
+
+
+def _check_unique_ids(subjects: dict[str, Path]) -> None:
+    """Stop when two subject folders differ only in letter case (e.g. a copy made on a case-insensitive file
+    system): they would count as two subjects and could land in train and test at once."""
+    first: dict[str, str] = {}
+    for subject in sorted(subjects):
+        key = subject.casefold()
+        if key in first:
+            raise DatasetError(
+                f"subject {subject!r} appears twice (ids differ only in letter case): {subjects[first[key]]} and "
+                f"{subjects[subject]}; expected one folder per subject (remove the copy)"
+            )
+        first[key] = subject
 
 
 def _find_file(candidates: Sequence[Path], pattern: str, what: str, expected: Path) -> Path:

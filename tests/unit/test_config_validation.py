@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 import benchmark.runner as runner
@@ -18,7 +19,7 @@ from benchmark.schema import flatten_config
 from methods import MethodContext, create_method
 from methods.base import UnknownParameterError
 from reports.labels import configuration_labels
-from tests.tiny_config import REPO, compose_tiny, tiny_ae
+from tests.tiny_config import CONFIG_DIR, REPO, compose_tiny, tiny_ae
 
 
 # ------------------------------------------------------------------------------------------------ units
@@ -98,6 +99,7 @@ NONSENSE = {
     "eval_batch_size=0": r"eval_batch_size=0; expected an integer >= 1",
     "methods.ae.train.batch_size=0": r"methods\.ae\.train\.batch_size=0; expected an integer >= 1",
     "experiment.only_methods=[dae]": r"only_methods names \['dae'\]",
+    "results_lock=nfs": r"results_lock='nfs'; expected hard or soft",
 }
 
 
@@ -136,3 +138,14 @@ def test_multirun_job_folder_names_stay_short_unique_and_flat() -> None:
     long_a, long_b = "x=" + "1" * 300, "x=" + "1" * 299 + "2"
     assert len(job_dirname(long_a)) == MAX_DIRNAME and job_dirname(long_a) != job_dirname(long_b)
     assert job_dirname(long_a).startswith("x=111")
+
+
+@pytest.mark.parametrize(("experiment", "title"), [
+    ("default", "Comparison of every method on brats"),
+    ("table3", "Table 3: ablation of IterMask² (frequency guidance, spatial refinement) on brats"),
+])  # fmt: skip
+def test_report_titles_name_the_dataset_they_ran_on(experiment: str, title: str) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", "dataset=brats",
+                                                       "dataset.root=/data/BraTS2021"])  # fmt: skip
+    assert cfg.experiment.title == title

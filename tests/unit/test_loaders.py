@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -531,3 +532,12 @@ def test_config_change_uses_a_new_cache_file(brats, tmp_path) -> None:
     other = dataclasses.replace(config, image_size=24)
     assert load_splits(other, progress=False).train.image_size == (24, 24)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 8  # 4 slice sets x 2 configs
+
+
+def test_a_subject_copied_under_another_letter_case_is_refused_naming_both(tmp_path: Path) -> None:
+    root = tmp_path / "brats"
+    write_brats(root, n=4)
+    shutil.copytree(root / "BraTS2021_00001", root / "brats2021_00001")
+    with pytest.raises(DatasetError, match="appears twice") as info:
+        load_splits(make_config("brats", root, tmp_path), progress=False)
+    assert str(root / "BraTS2021_00001") in str(info.value) and str(root / "brats2021_00001") in str(info.value)

@@ -2,6 +2,9 @@
 
 import json
 import math
+import os
+import stat
+import time
 
 import numpy as np
 import pytest
@@ -75,3 +78,37 @@ def test_two_concurrent_writers_lose_and_mix_nothing(tmp_path) -> None:
     assert sorted((j / "config.yaml").read_text() for j in store.jobs()) == ["writer: 1\n", "writer: 2\n"]
     assert store.config_path.read_text() in ("writer: 1\n", "writer: 2\n")
     assert not [p for p in tmp_path.rglob("*.tmp")]  # no temporary file left behind
+
+
+def test_written_files_follow_the_umask_not_mkstemps_0600(tmp_path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    plain = tmp_path / "plain"
+    plain.write_text("")  # what an ordinary open() gives under this umask (e.g. 0644 under 022)
+    store = ResultsStore(tmp_path)
+    store.write("cell", [{"a": 1}], {"x": np.zeros(2)})
+    for path in (tmp_path / "rows" / "cell.json", tmp_path / "arrays" / "cell.npz"):
+        assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o666 & ~umask
+
+
+def test_orphan_temporaries_of_killed_runs_are_removed_and_live_ones_kept(tmp_path) -> None:
+    from datasets.cache import ORPHAN_AGE_S, remove_orphan_temporaries
+
+    (tmp_path / "rows").mkdir()
+    orphan = tmp_path / "rows" / ".cell.json.abc123.tmp"
+    live = tmp_path / "rows" / ".other.json.def456.tmp"
+    finished = tmp_path / "rows" / "cell.json"
+    for path in (orphan, live, finished):
+        path.write_text("{}")
+    old = time.time() - ORPHAN_AGE_S - 60
+    os.utime(orphan, (old, old))
+    os.utime(finished, (old, old))
+    assert remove_orphan_temporaries(tmp_path) == [orphan]
+    assert not orphan.exists() and live.exists() and finished.exists()
+
+
+def test_soft_lock_for_cluster_file_systems_writes_and_releases(tmp_path) -> None:
+    store = ResultsStore(tmp_path, soft_lock=True)
+    store.write("cell", [{"a": 1}])
+    assert store.rows()["a"].tolist() == [1]
+    assert not (tmp_path / ".write.lock").exists()  # a soft lock is a file that exists only while held
