@@ -149,3 +149,23 @@ def test_report_titles_name_the_dataset_they_ran_on(experiment: str, title: str)
         cfg = compose(config_name="config", overrides=[f"experiment={experiment}", "dataset=brats",
                                                        "dataset.root=/data/BraTS2021"])  # fmt: skip
     assert cfg.experiment.title == title
+
+
+@pytest.mark.parametrize(
+    ("dataset", "extra", "tau"),
+    [
+        ("atlas", [], 70),  # the paper's ATLAS setting, from configs/dataset/atlas.yaml
+        ("isles", [], 80),
+        ("brats", [], 80),
+        ("atlas", ["methods.itermask2.params.tau_percentile=90"], 90),  # the user's override wins
+    ],
+)
+def test_a_dataset_sets_method_defaults_like_the_papers_atlas_tau(dataset: str, extra: list[str], tau: int) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=["experiment=table2", f"dataset={dataset}", "dataset.root=/data/x", *extra],
+        )
+    specs = {s.key: s for s in method_specs(cfg)}
+    assert specs["itermask2"].params["tau_percentile"] == tau
+    assert "tau_percentile" not in specs["dae_pos"].params  # other methods untouched
