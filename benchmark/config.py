@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.schema import config_column
@@ -268,6 +269,24 @@ def _set_path(mapping: dict[str, Any], path: list[str], value: Any) -> None:
     mapping[path[-1]] = value
 
 
+def resolve_device(requested: str) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when torch sees one); CUDA without one is an error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={requested!r}; expected cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device={requested}: torch {torch.__version__} sees no CUDA device (CPU build or no GPU); "
+            "use device=cpu or device=auto, or install a CUDA build of torch (README)"
+        )
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device={requested!r}; expected cpu, cuda, cuda:N or auto")
+    return device
+
+
 def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     """Check the run config before any work; returns the method specs. Raises :class:`ConfigError`."""
     seeds = cfg.get("seeds")
@@ -283,6 +302,7 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     samples = cfg.get("bootstrap_samples")
     if not isinstance(samples, int) or samples < 0:
         raise ConfigError(f"bootstrap_samples={samples!r}; expected an integer >= 0")
+    resolve_device(str(cfg.device))
     if cfg.get("results_lock") not in ("hard", "soft"):
         raise ConfigError(f"results_lock={cfg.get('results_lock')!r}; expected hard or soft")
     kind = cfg.experiment.get("kind", "comparison")

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
-from benchmark.config import MethodSpec, dataset_config, validate_config
+from benchmark.config import MethodSpec, dataset_config, resolve_device, validate_config
 from benchmark.evaluate import (
     ProtocolResult,
     degenerate_warnings,
@@ -103,16 +103,6 @@ class CellOptions:
             progress=bool(cfg.progress),
             diagnostic_slices=int(cfg.diagnostic_slices),
         )
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; asking for CUDA without one is an error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda requested but torch sees no CUDA device (CPU build or no GPU)")
-    return device
 
 
 def prepare_data(cfg: DictConfig) -> Splits:

@@ -9,6 +9,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
@@ -100,6 +101,7 @@ NONSENSE = {
     "methods.ae.train.batch_size=0": r"methods\.ae\.train\.batch_size=0; expected an integer >= 1",
     "experiment.only_methods=[dae]": r"only_methods names \['dae'\]",
     "results_lock=nfs": r"results_lock='nfs'; expected hard or soft",
+    "device=gpu": r"device='gpu'; expected cpu, cuda, cuda:N or auto",
 }
 
 
@@ -169,3 +171,23 @@ def test_a_dataset_sets_method_defaults_like_the_papers_atlas_tau(dataset: str, 
     specs = {s.key: s for s in method_specs(cfg)}
     assert specs["itermask2"].params["tau_percentile"] == tau
     assert "tau_percentile" not in specs["dae_pos"].params  # other methods untouched
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_without_a_cuda_device_is_a_one_line_config_error(tmp_path, shared_data_dir, monkeypatch) -> None:
+    monkeypatch.setattr(runner, "prepare_data", lambda cfg: pytest.fail("data prepared before the check"))
+    with pytest.raises(ConfigError, match=r"device=cuda: torch .* sees no CUDA device .*use device=cpu"):
+        run_experiment(tiny_ae(tmp_path, shared_data_dir, "device=cuda"))
+
+
+def test_cli_prints_bad_data_as_one_line_without_traceback(tmp_path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "dataset=brats", f"dataset.root={tmp_path}/missing",
+         f"paths.output={tmp_path}/out"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=os.environ | {"HYDRA_FULL_ERROR": "0"},
+    )  # fmt: skip
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: dataset root {tmp_path}/missing does not exist; expected the BraTS 2021 folder with subject "
+        "folders <root>/BraTS2021_XXXXX/"
+    )
