@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Layout = Literal["brats", "atlas", "isles"]
+Layout = Literal["brats", "brats2023", "atlas", "isles"]
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,8 @@ class DatasetConfig:
     """Everything that decides which slices a method sees (protocol.md §1–2).
 
     Attributes:
-        layout: on-disk layout / loader: ``brats`` (BraTS 2021), ``atlas`` (ATLAS v2.0),
+        layout: on-disk layout / loader: ``brats`` (BraTS 2021), ``brats2023`` (BraTS 2023/2024 naming,
+            GLI / MET / MEN / PED / SSA), ``atlas`` (ATLAS v2.0),
             ``isles`` (ISLES 2015 SISS).
         root: dataset directory given by the user (or written by the synthetic generator).
         modalities: channels to load, lower case; the first one defines the brain mask (> 0).

@@ -3,7 +3,8 @@ modalities and label values exist, and how a subject's brain mask and intensitie
 
 Files are found by pattern, case-insensitively, as ``.nii`` or ``.nii.gz``; a missing or ambiguous
 file is a :class:`~datasets.errors.DatasetError` that names the file and the expected pattern.
-Subject ids are the names users write in split files: ``BraTS2021_00000`` (BraTS), ``sub-r001s001``
+Subject ids are the names users write in split files: ``BraTS2021_00000`` (BraTS 2021),
+``BraTS-GLI-00000-000`` (BraTS 2023+), ``sub-r001s001``
 (ATLAS), ``1`` .. ``28`` (ISLES). They are ordered by :func:`natural_key` (``2`` before ``10``).
 """
 
@@ -129,6 +130,8 @@ class BratsLayout(Layout):
 
     Skull-stripped; brain mask = first modality > 0; per volume and modality ``6x/U - 3``
     (:func:`~datasets.preprocess.normalise_p90`). Labels {0, 1, 2, 4}, merged to lesion = seg > 0.
+    Later releases of the BraTS family differ only in naming and label values: subclasses set
+    ``_subject_dir``, ``_separator``, ``_file_suffix`` and ``label_values``.
     """
 
     key = "brats"
@@ -137,6 +140,8 @@ class BratsLayout(Layout):
     label_values = frozenset({0, 1, 2, 4})
     subject_pattern = "subject folders <root>/BraTS2021_XXXXX/"
     _subject_dir = re.compile(r"BraTS2021_\d+", re.IGNORECASE)
+    _separator: ClassVar[str] = "_"  # between the subject id and the file suffix
+    _file_suffix: ClassVar[dict[str, str]] = {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"}
 
     def _find_subjects(self, root: Path) -> dict[str, Path]:
         return {p.name: p for p in root.iterdir() if p.is_dir() and self._subject_dir.fullmatch(p.name)}
@@ -144,16 +149,32 @@ class BratsLayout(Layout):
     def subject_files(self, subject: str, folder: Path, modalities: Sequence[str]) -> SubjectFiles:
         files = _files_in(folder)
 
-        def find(suffix: str, what: str) -> Path:
-            return _find_file(
-                files, rf"{re.escape(subject)}_{suffix}{NII}", what, folder / f"{subject}_{suffix}.nii.gz"
-            )
+        def find(name: str, what: str) -> Path:
+            stem = f"{subject}{self._separator}{self._file_suffix[name]}"
+            return _find_file(files, rf"{re.escape(stem)}{NII}", what, folder / f"{stem}.nii.gz")
 
         images = tuple(find(m, f"{m} image of {subject}") for m in modalities)
         return SubjectFiles(subject, images, find("seg", f"label (seg) of {subject}"))
 
     def normalise(self, volume: np.ndarray, brain: np.ndarray, source: str) -> np.ndarray:
         return normalise_p90(volume, source)
+
+
+class Brats2023Layout(BratsLayout):
+    """BraTS 2023/2024 (GLI, MET, MEN, PED, SSA):
+    ``<root>/BraTS-GLI-XXXXX-XXX/BraTS-GLI-XXXXX-XXX-{t1n,t1c,t2w,t2f,seg}.nii.gz``.
+
+    The suite's flair / t1 / t1ce / t2 are the files ``t2f`` / ``t1n`` / ``t1c`` / ``t2w``. Pre-processing as
+    BraTS 2021; labels {0, 1, 2, 3} (2021: {0, 1, 2, 4}), merged to lesion = seg > 0.
+    """
+
+    key = "brats2023"
+    title = "BraTS 2023"
+    label_values = frozenset({0, 1, 2, 3})
+    subject_pattern = "subject folders <root>/BraTS-GLI-XXXXX-XXX/ (or BraTS-MET-, -MEN-, -PED-, -SSA-)"
+    _subject_dir = re.compile(r"BraTS-[A-Z]+(?:-[A-Z]+)?-\d+-\d+", re.IGNORECASE)
+    _separator = "-"
+    _file_suffix: ClassVar[dict[str, str]] = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
 
 
 class AtlasLayout(Layout):
@@ -258,11 +279,35 @@ class IslesLayout(Layout):
         return normalise_zscore(volume, brain, source)
 
 
-LAYOUTS: dict[str, Layout] = {layout.key: layout for layout in (BratsLayout(), AtlasLayout(), IslesLayout())}
+LAYOUTS: dict[str, Layout] = {
+    layout.key: layout for layout in (BratsLayout(), Brats2023Layout(), AtlasLayout(), IslesLayout())
+}
+
+# label schemes of lesion data sets: values, what they look like, what to do (for label-value errors)
+LABEL_SCHEMES: tuple[tuple[frozenset[int], str], ...] = (
+    (BratsLayout.label_values, "BraTS 2018-2021 scheme? use dataset=brats"),
+    (Brats2023Layout.label_values, "BraTS 2023 scheme? use dataset=brats2023"),
+    (frozenset({0, 1, 2, 3, 4}), "BraTS 2015-2017 scheme? (not a supported release)"),
+)
+
+
+def label_scheme_hint(present: set[int] | frozenset[int], layout: Layout) -> str:
+    """What release a label volume holding ``present`` looks like, e.g. ``values {1,2,3}: BraTS 2023 scheme?
+    use dataset=brats2023``; empty when no known scheme other than ``layout``'s holds every value, or when
+    two fit equally well."""
+    fits = [(values, hint) for values, hint in LABEL_SCHEMES if present <= values and values != layout.label_values]
+    if not fits:
+        return ""
+    smallest = min(len(values) for values, _ in fits)
+    best = [hint for values, hint in fits if len(values) == smallest]
+    if len(best) != 1:
+        return ""
+    shown = ",".join(str(v) for v in sorted(present - {0}))
+    return f"values {{{shown}}}: {best[0]}"
 
 
 def get_layout(key: str) -> Layout:
-    """The layout of ``DatasetConfig.layout``: ``brats``, ``atlas`` or ``isles``."""
+    """The layout of ``DatasetConfig.layout``: ``brats``, ``brats2023``, ``atlas`` or ``isles``."""
     if key not in LAYOUTS:
         raise DatasetError(f"unknown dataset layout {key!r}; expected one of {list(LAYOUTS)}")
     return LAYOUTS[key]

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from datasets.cache import cache_path, content_hash, load_slices, save_slices, source_fingerprint
 from datasets.config import DatasetConfig
 from datasets.errors import DatasetError
-from datasets.layouts import Layout, SubjectFiles, get_layout
+from datasets.layouts import Layout, SubjectFiles, get_layout, label_scheme_hint
 from datasets.preprocess import select_slices, slices_to_tensors
 from datasets.slices import SliceSet, Splits
 from datasets.splits import SPLIT_NAMES, assign_subjects
@@ -173,7 +173,13 @@ def read_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig) -> 
     valid = np.isin(label, np.array(sorted(allowed), dtype=np.float32))
     if not valid.all():
         bad = np.unique(label[~valid])[:5].tolist()
-        raise DatasetError(f"{files.label}: label values {bad} outside the {layout.title} label set {sorted(allowed)}")
+        values = np.unique(label)
+        integer = bool(np.all(values == np.round(values)))
+        hint = label_scheme_hint({int(v) for v in values}, layout) if integer else ""
+        raise DatasetError(
+            f"{files.label}: label values {bad} outside the {layout.title} label set {sorted(allowed)}"
+            + (f" ({hint})" if hint else "")
+        )
     stop = config.slice_range[1]
     if shape[2] < stop:
         raise DatasetError(

@@ -1,4 +1,4 @@
-"""Tiny NIfTI datasets in the exact on-disk layouts of BraTS 2021, ATLAS v2.0 and ISLES 2015 SISS.
+"""Tiny NIfTI datasets in the exact on-disk layouts of BraTS 2021, BraTS 2023+, ATLAS v2.0 and ISLES 2015 SISS.
 
 Every volume is ``SHAPE`` = 48x48x24. Subject ``i`` has square lesions of known side on known slices
 (:func:`lesion_slices`): areas 9, 36 and 16 voxels on z = 6+i, 9+i and 12+i, so its largest-lesion
@@ -53,20 +53,51 @@ def _image(rng: np.random.Generator, inside: np.ndarray, lesion: np.ndarray, out
     return np.where(inside, base + 80.0 * lesion, outside).astype(np.float32)
 
 
-def write_brats(root: Path, n: int = 6, seed: int = 0) -> list[str]:
-    """``<root>/BraTS2021_0000i/BraTS2021_0000i_{flair,t1,t1ce,t2,seg}.nii.gz``; seg labels 1, 2, 4."""
+def _brats_subjects(n: int, seed: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Per subject the four BraTS images (by suite modality name) and the BraTS 2021 seg (labels 1, 2, 4)."""
     rng = np.random.default_rng(seed)
-    ids = []
+    subjects = []
     for i in range(n):
-        sid = f"BraTS2021_{i:05d}"
         brain, lesion = disk_brain(), lesion_mask(lesion_slices(i))
-        for modality in BRATS_MODALITIES:
-            write_nifti(root / sid / f"{sid}_{modality}.nii.gz", _image(rng, brain, lesion))
+        images = {modality: _image(rng, brain, lesion) for modality in BRATS_MODALITIES}
         seg = np.zeros(SHAPE, dtype=np.uint8)
         seg[lesion] = (1, 2, 4)[i % 3]
         seg[LESION_CORNER[0], LESION_CORNER[1], 9 + i] = 4  # a second label value inside the lesion
+        subjects.append((images, seg))
+    return subjects
+
+
+def write_brats(root: Path, n: int = 6, seed: int = 0) -> list[str]:
+    """``<root>/BraTS2021_0000i/BraTS2021_0000i_{flair,t1,t1ce,t2,seg}.nii.gz``; seg labels 1, 2, 4."""
+    ids = []
+    for i, (images, seg) in enumerate(_brats_subjects(n, seed)):
+        sid = f"BraTS2021_{i:05d}"
+        for modality, image in images.items():
+            write_nifti(root / sid / f"{sid}_{modality}.nii.gz", image)
         write_nifti(root / sid / f"{sid}_seg.nii.gz", seg)
         ids.append(sid)
+    return ids
+
+
+BRATS2023_SUFFIX = {"flair": "t2f", "t1": "t1n", "t1ce": "t1c", "t2": "t2w", "seg": "seg"}
+
+
+def brats2023_file(root: Path, i: int, suffix: str, prefix: str = "BraTS-GLI") -> Path:
+    """``<root>/BraTS-GLI-0000i-000/BraTS-GLI-0000i-000-<suffix>.nii.gz`` (suffix t1n, t1c, t2w, t2f or seg)."""
+    sid = f"{prefix}-{i:05d}-000"
+    return root / sid / f"{sid}-{suffix}.nii.gz"
+
+
+def write_brats2023(root: Path, n: int = 6, seed: int = 0, prefix: str = "BraTS-GLI") -> list[str]:
+    """The BraTS 2023/2024 naming, ``<root>/BraTS-GLI-0000i-000/BraTS-GLI-0000i-000-{t1n,t1c,t2w,t2f,seg}.nii.gz``
+    (``prefix`` BraTS-MET, BraTS-MEN, ... for the other collections), with the same arrays as
+    :func:`write_brats` for the same ``n`` and ``seed``; seg labels 1, 2, 3 (2021's 4 is 3)."""
+    ids = []
+    for i, (images, seg) in enumerate(_brats_subjects(n, seed)):
+        for modality, image in images.items():
+            write_nifti(brats2023_file(root, i, BRATS2023_SUFFIX[modality], prefix), image)
+        write_nifti(brats2023_file(root, i, "seg", prefix), np.where(seg == 4, 3, seg).astype(np.uint8))
+        ids.append(brats2023_file(root, i, "seg", prefix).parent.name)
     return ids
 
 

@@ -35,16 +35,18 @@ from tests.nifti_fixtures import (
     SHAPE,
     SLICE_RANGE,
     atlas_file,
+    brats2023_file,
     brats_file,
     isles_file,
     lesion_slices,
     write_atlas,
     write_brats,
+    write_brats2023,
     write_isles,
     write_nifti,
 )
 
-MODALITIES = {"brats": BRATS_MODALITIES, "atlas": ("t1",), "isles": tuple(ISLES_TAGS)}
+MODALITIES = {"brats": BRATS_MODALITIES, "brats2023": BRATS_MODALITIES, "atlas": ("t1",), "isles": tuple(ISLES_TAGS)}
 WRITERS = {"brats": write_brats, "atlas": write_atlas, "isles": write_isles}
 
 
@@ -541,3 +543,98 @@ def test_a_subject_copied_under_another_letter_case_is_refused_naming_both(tmp_p
     with pytest.raises(DatasetError, match="appears twice") as info:
         load_splits(make_config("brats", root, tmp_path), progress=False)
     assert str(root / "BraTS2021_00001") in str(info.value) and str(root / "brats2021_00001") in str(info.value)
+
+
+def _same_slices(a, b) -> None:
+    for name in ("train", "val", "test"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert len(x.subjects) == len(y.subjects) and len(x.subjects) > 0
+        for field in ("images", "brain", "labels"):
+            torch.testing.assert_close(getattr(x, field), getattr(y, field), rtol=0, atol=0)
+
+
+def test_brats2023_naming_loads_the_same_slices_as_brats2021(brats, tmp_path) -> None:
+    root = tmp_path / "ASNR-MICCAI-BraTS2023-GLI-Challenge-TrainingData"
+    ids = write_brats2023(root)
+    assert ids[0] == "BraTS-GLI-00000-000" and brats2023_file(root, 0, "t2f").is_file()
+    seg = np.asanyarray(nib.load(brats2023_file(root, 2, "seg")).dataobj)
+    assert set(np.unique(seg).tolist()) == {0, 3}  # 2021's label 4 is 3
+    assert set().union(*(np.unique(nib.load(brats2023_file(root, i, "seg")).dataobj).tolist() for i in range(3))) == {
+        0,
+        1,
+        2,
+        3,
+    }
+    old_root, old_ids = brats
+    parts = {"train": [0, 1, 2], "val": [3], "test": [4, 5]}  # the same subjects in both (seeded splits hash ids)
+    split_files = {}
+    for name, names in (("2021", old_ids), ("2023", ids)):
+        split_files[name] = tmp_path / f"split{name}.json"
+        split_files[name].write_text(json.dumps({k: [names[i] for i in v] for k, v in parts.items()}))
+    new = load_splits(make_config("brats2023", root, tmp_path / "c", split_file=split_files["2023"]), progress=False)
+    old = load_splits(make_config("brats", old_root, tmp_path / "d", split_file=split_files["2021"]), progress=False)
+    _same_slices(new, old)
+    assert [s.split("-")[2] for s in new.test.subjects] == [s.split("_")[1] for s in old.test.subjects]
+    assert new.test.slice_index == old.test.slice_index
+
+
+def test_brats2023_met_collection_loads(tmp_path) -> None:
+    root = tmp_path / "met"
+    ids = write_brats2023(root, n=4, prefix="BraTS-MET")
+    assert ids[0] == "BraTS-MET-00000-000"
+    splits = load_splits(make_config("brats2023", root, tmp_path), progress=False)
+    assert sorted({*splits.train.subjects, *splits.val.subjects, *splits.test.subjects}) == ids
+
+
+def test_brats2023_missing_t2f_names_the_file_and_pattern(tmp_path) -> None:
+    root = tmp_path / "gli"
+    write_brats2023(root, n=3)
+    brats2023_file(root, 1, "t2f").unlink()
+    with pytest.raises(DatasetError) as error:
+        load_splits(make_config("brats2023", root, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+    message = str(error.value)
+    assert "flair image of BraTS-GLI-00001-000" in message
+    assert str(brats2023_file(root, 1, "t2f")) in message and ".nii or .nii.gz" in message
+
+
+def test_brats2023_files_are_found_case_insensitively_as_nii(tmp_path) -> None:
+    root = tmp_path / "gli"
+    write_brats2023(root, n=1)
+    t1c = brats2023_file(root, 0, "t1c")
+    t1c.rename(t1c.parent / "brats-gli-00000-000-T1C.nii.gz")
+    files = get_layout("brats2023").subject_files("BraTS-GLI-00000-000", t1c.parent, BRATS_MODALITIES)
+    assert [p.name.lower().split("-")[-1] for p in files.images] == [
+        "t2f.nii.gz",
+        "t1n.nii.gz",
+        "t1c.nii.gz",
+        "t2w.nii.gz",
+    ]
+
+
+def test_label_value_errors_name_the_release_the_values_look_like(tmp_path) -> None:
+    split = dict(split_fractions=(0.34, 0.33, 0.33))
+    brats2021 = tmp_path / "b21"
+    write_brats(brats2021, n=3)
+    for i in range(3):  # 2021 naming, 2023 labels
+        _replace(brats_file(brats2021, i, "seg"), lambda d: np.where(d == 4, 3, d))
+    with pytest.raises(
+        DatasetError,
+        match=r"BraTS2021_0000\d_seg\.nii\.gz: label values \[3\.0\] outside the BraTS 2021 label set "
+        r"\[0, 1, 2, 4\] \(values \{[123,]+\}: BraTS 2023 scheme\? use dataset=brats2023\)",
+    ):
+        load_splits(make_config("brats", brats2021, tmp_path / "a", **split), progress=False)
+    for i in range(3):  # BraTS 2015-2017: 1, 2, 3 and 4
+        _replace(brats_file(brats2021, i, "seg"), _value(4))
+    with pytest.raises(DatasetError, match=r"\(values \{1?,?2?,?3,4\}: BraTS 2015-2017 scheme\?"):
+        load_splits(make_config("brats", brats2021, tmp_path / "b", **split), progress=False)
+
+    brats2023 = tmp_path / "b23"
+    write_brats2023(brats2023, n=3)
+    for i in range(3):  # 2023 naming, 2021 labels
+        _replace(brats2023_file(brats2023, i, "seg"), lambda d: np.where(d == 3, 4, d))
+    with pytest.raises(
+        DatasetError,
+        match=r"label values \[4\.0\] outside the BraTS 2023 label set \[0, 1, 2, 3\] "
+        r"\(values \{[124,]+\}: BraTS 2018-2021 scheme\? use dataset=brats\)",
+    ):
+        load_splits(make_config("brats2023", brats2023, tmp_path / "c", **split), progress=False)
