@@ -15,26 +15,12 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-MAX_DIRNAME = 120  # characters of a multirun job folder name (file systems allow 255 per component)
 log = logging.getLogger("benchmark")
-
-
-def job_dirname(override_dirname: str) -> str:
-    """A multirun job's folder name from its overrides: slashes made safe, and when too long for a file
-    system, the first characters plus a hash of the whole (still unique and still readable)."""
-    import hashlib
-
-    name = override_dirname.replace("/", "_") or "job"
-    if len(name) <= MAX_DIRNAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[: MAX_DIRNAME - 12]}__{digest}"
-
-
-OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

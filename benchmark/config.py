@@ -221,20 +221,16 @@ def _budget(where: str, name: str, train: dict[str, Any]) -> TrainBudget:
     if trains and "steps" not in train:
         raise ConfigError(f"{where}.train.steps is missing; method {name!r} trains and needs a step budget >= 1")
     budget = TrainBudget(**({"steps": 0, "batch_size": 1, "lr": 0.0} | train))
+    minimum = 1 if trains else 0
     checks = [
-        ("steps", budget.steps, isinstance(budget.steps, int) and budget.steps >= (1 if trains else 0),
-         ">= 1" if trains else ">= 0"),
-        ("batch_size", budget.batch_size, isinstance(budget.batch_size, int) and budget.batch_size >= 1, ">= 1"),
-        ("lr", budget.lr, not trains or float(budget.lr) > 0, "> 0"),
-        ("val_every", budget.val_every, isinstance(budget.val_every, int) and budget.val_every >= 1, ">= 1"),
-    ]  # fmt: skip
-    for field_name, value, ok, expected in checks:
+        ("steps", isinstance(budget.steps, int) and budget.steps >= minimum, f"an integer >= {minimum}"),
+        ("batch_size", isinstance(budget.batch_size, int) and budget.batch_size >= 1, "an integer >= 1"),
+        ("lr", not trains or (isinstance(budget.lr, int | float) and budget.lr > 0), "a number > 0"),
+        ("val_every", isinstance(budget.val_every, int) and budget.val_every >= 1, "an integer >= 1"),
+    ]
+    for field_name, ok, expected in checks:
         if not ok:
-            raise ConfigError(
-                f"{where}.train.{field_name}={value!r}; expected an integer {expected}"
-                if field_name != "lr"
-                else f"{where}.train.lr={value!r}; expected a number {expected}"
-            )
+            raise ConfigError(f"{where}.train.{field_name}={getattr(budget, field_name)!r}; expected {expected}")
     return budget
 
 

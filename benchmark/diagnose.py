@@ -21,6 +21,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
 from benchmark.config import method_specs
 from benchmark.metrics import pixel_auroc
 from benchmark.runner import Cell, open_run, train_or_load

@@ -17,8 +17,6 @@ import torch
 
 from methods.measure import Timer, count_flops
 
-__all__ = ["count_flops", "flops_rows", "measured_throughput"]
-
 
 def measured_throughput(device: torch.device, timer: Timer, repeats: int = 3) -> dict[str, float]:
     """Achieved GFLOP/s of an fp32 1024² matmul and of a 3x3 conv (8 x 64 ch x 64² px) on ``device``."""

@@ -42,8 +42,8 @@ from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
 from datasets.synthetic import SyntheticConfig, ensure_synthetic_dataset
-from methods import MethodContext, create_method, registered_methods
-from methods.base import AnomalyMethod, MethodUnavailable, TrainLog
+from methods import MethodContext, create_method
+from methods.base import AnomalyMethod, MethodUnavailable, TrainLog, method_class
 
 log = logging.getLogger("benchmark")
 
@@ -228,7 +228,6 @@ def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, A
     """The identity and provenance fields every row of a cell starts with (its configuration flattened into
     ``param.*`` / ``train.*`` columns, see :mod:`benchmark.schema`)."""
     splits = setup.splits
-    method_class = registered_methods()[cell.spec.name]  # names are validated by method_specs
     config = cell.spec.as_dict()
     return {
         "experiment": options.experiment,
@@ -244,7 +243,7 @@ def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, A
         "config_hash": cell.config_hash,
         "config": OmegaConf.to_yaml(OmegaConf.create(config)),
         **flatten_config(config),
-        "deviations": list(method_class.deviations),
+        "deviations": list(method_class(cell.spec.name).deviations),
         "commit": git_commit(),
         "device": device_name(setup.device),
         "torch": torch.__version__,

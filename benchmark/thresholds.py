@@ -62,7 +62,7 @@ def make_grid(start: float = 0.0, stop: float = 1.0, step: float = 0.01) -> torc
     return torch.round((start + step * torch.arange(n, dtype=torch.float64)) * 1e12) / 1e12
 
 
-#: The official IterMask² test.py grid: 0.0000, 0.0001, …, 0.0099.
+#: The official fine grid of the module docstring's grid note: 0.0000, 0.0001, …, 0.0099.
 OFFICIAL_GRID = make_grid(0.0, 0.0099, 0.0001)
 #: The default: the official fine grid below 0.01 (squared-error maps concentrate near 0 after min–max
 #: normalisation) followed by 0.010, 0.015, …, 1.000 (absolute-error maps); 299 points.

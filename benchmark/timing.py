@@ -40,8 +40,6 @@ from methods import MethodContext, create_method
 from methods.base import AnomalyMethod, MethodOutput, MethodUnavailable, TrainBudget
 from methods.measure import Timer, TimingStats, count_flops
 
-__all__ = ["Timer", "TimingOptions", "TimingStats", "run_timing", "run_timing_cells", "time_inference"]
-
 log = logging.getLogger("benchmark")
 
 

@@ -88,13 +88,12 @@ def write_report(
     cfg = cfg if cfg is not None else _saved_config(store)
     settings = ReportSettings.from_config(cfg)
     lines = [f"# {settings.title}", ""]
-    stored = store.rows()
-    all_rows = stored if cells is None else store.rows(cells)
+    all_rows = store.rows(cells)
     if all_rows.empty:
         lines.append("No finished cells in the results store yet.")
         return _write_text(out_dir / "report.md", lines)
     all_rows = all_rows.assign(method_label=configuration_labels(all_rows))
-    lines += _scope_note(stored, all_rows)
+    lines += _scope_note(store, cells)
     per_image = _per_image_table(store, all_rows, out_dir)
     timing = all_rows[all_rows["experiment"] == TIMING_EXPERIMENT] if "experiment" in all_rows else all_rows.iloc[:0]
     rows = all_rows.drop(index=timing.index)
@@ -119,13 +118,16 @@ def write_report(
     return _write_text(out_dir / "report.md", lines)
 
 
-def _scope_note(stored: pd.DataFrame, shown: pd.DataFrame) -> list[str]:
+def _scope_note(store: ResultsStore, cells: Collection[str] | None) -> list[str]:
     """Say how many cells of the store the report leaves out (other experiments, configurations or data)."""
-    others = stored["cell"].nunique() - shown["cell"].nunique()
+    if cells is None:
+        return []
+    shown = set(cells) & set(store.cells())
+    others = len(store.cells()) - len(shown)
     if others <= 0:
         return []
     return [
-        f"This report shows the {shown['cell'].nunique()} cells of this experiment; the results store holds "
+        f"This report shows the {len(shown)} cells of this experiment; the results store holds "
         f"{others} other cell(s) (earlier configurations, data or experiments), left out. "
         "`python -m reports <run folder>` reports every cell, one labelled row per configuration.",
         "",

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import benchmark.timing as timing
-from benchmark.flops import count_flops
-from benchmark.timing import Timer, TimingOptions, TimingStats, peak_memory_mb, run_timing, time_inference
+from benchmark.timing import TimingOptions, peak_memory_mb, run_timing, time_inference
 from methods import MethodContext, create_method, measure
 from methods.itermask2.inference import RefinementConfig, iterative_refinement
+from methods.measure import Timer, TimingStats, count_flops
 from reports.cost import cost_table, record_sections, write_cost_report
 from tests.tiny_config import compose_tiny, with_smoke_params
 from tests.toy_data import toy_slices

@@ -133,7 +133,7 @@ def test_cli_prints_one_line_error_without_traceback(tmp_path) -> None:
 
 
 def test_multirun_job_folder_names_stay_short_unique_and_flat() -> None:
-    from benchmark.__main__ import MAX_DIRNAME, job_dirname
+    from benchmark.hydra_resolvers import MAX_DIRNAME, job_dirname
 
     assert job_dirname("a=1,b=2") == "a=1,b=2"
     assert job_dirname("root=/data/x") == "root=_data_x"
