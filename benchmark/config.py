@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from benchmark.schema import config_column
 from benchmark.thresholds import PROTOCOLS
 from datasets.config import DatasetConfig
+from datasets.synthetic import SyntheticConfig, healthy_subject_ids
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
 
 EXPERIMENT_KINDS = ("comparison", "timing")
@@ -99,8 +100,25 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
         split_seed=int(d.split_seed),
         cache_dir=Path(cfg.paths.cache),
         max_subjects=d.get("max_subjects"),
+        test_only_subjects=tuple(str(s) for s in d.get("test_only_subjects") or ()) + _synthetic_healthy_ids(cfg),
         name=d.name,
     )
+
+
+def synthetic_config(cfg: DictConfig) -> SyntheticConfig | None:
+    """The built-in generator's config when the dataset is synthetic (``dataset.synthetic``), else None."""
+    options = cfg.dataset.get("synthetic")
+    if not options:
+        return None
+    d = cfg.dataset
+    kwargs = OmegaConf.to_container(options, resolve=True)
+    return SyntheticConfig(layout=d.layout, slice_range=tuple(d.slice_range), **kwargs)  # type: ignore[arg-type]
+
+
+def _synthetic_healthy_ids(cfg: DictConfig) -> tuple[str, ...]:
+    """The synthetic set's lesion-free subjects, which go to test (none for real data)."""
+    synthetic = synthetic_config(cfg)
+    return () if synthetic is None else tuple(healthy_subject_ids(synthetic))
 
 
 def experiment_sweep(cfg: DictConfig) -> Sweep | None:
@@ -305,12 +323,35 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"experiment.kind={kind!r}; expected one of {', '.join(EXPERIMENT_KINDS)}")
     _check_modalities(cfg)
+    _check_volume(cfg)
     if kind == "comparison":
         _check_protocols(cfg)
     specs = method_specs(cfg)
     if not specs:
         raise ConfigError("the experiment lists no method; expected at least one entry under methods")
     return specs
+
+
+VOLUME_KEYS = ("enabled", "min_component_voxels", "detection_overlap", "slice_score_percentile")
+
+
+def _check_volume(cfg: DictConfig) -> None:
+    """``volume.*``: the whole-volume evaluation's settings (absent: defaults)."""
+    volume = cfg.get("volume")
+    if volume is None:
+        return
+    unknown = sorted(set(volume) - set(VOLUME_KEYS))
+    if unknown:
+        raise ConfigError(f"volume: unknown key(s) {unknown}; expected {', '.join(VOLUME_KEYS)}")
+    size = volume.get("min_component_voxels", 1)
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise ConfigError(f"volume.min_component_voxels={size!r}; expected an integer >= 1")
+    overlap = volume.get("detection_overlap", 0.1)
+    if not isinstance(overlap, (int, float)) or not 0 < overlap <= 1:
+        raise ConfigError(f"volume.detection_overlap={overlap!r}; expected a share in (0, 1]")
+    q = volume.get("slice_score_percentile", 99)
+    if not isinstance(q, (int, float)) or not 0 <= q <= 100:
+        raise ConfigError(f"volume.slice_score_percentile={q!r}; expected a percentile in [0, 100]")
 
 
 def _check_modalities(cfg: DictConfig) -> None:

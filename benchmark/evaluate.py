@@ -35,6 +35,7 @@ class ProtocolResult:
     row: dict[str, float | str | bool]  # flat metrics + threshold + degeneracy fields (merged into the result row)
     segmentation: torch.Tensor  # bool [N, H, W]
     per_image: dict[str, np.ndarray]  # per-image scores (for CIs, paired tests, size plots)
+    threshold: ThresholdResult | None = None  # the chosen global or per-image threshold (None: own segmentation)
 
 
 HEALTHY_VAL_PROTOCOLS = frozenset({"val_fpr"})  # read the maps of the healthy validation split
@@ -181,7 +182,8 @@ def _result(
         }
     )
     per_image = metrics.per_image | {"threshold": _per_image_thresholds(threshold, len(test))}
-    return ProtocolResult(threshold.protocol, row, segmentation, per_image)
+    chosen = None if math.isnan(threshold.threshold) and threshold.per_image is None else threshold
+    return ProtocolResult(threshold.protocol, row, segmentation, per_image, chosen)
 
 
 def _per_image_thresholds(threshold: ThresholdResult, n: int) -> np.ndarray:

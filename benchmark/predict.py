@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -53,6 +54,35 @@ def predict_split(
         final_masks=None if not masks or masks[0] is None else torch.cat(cast(list[torch.Tensor], masks)),
         nfe=torch.cat(nfes) if nfes else torch.empty(0, dtype=torch.long),
         seconds=seconds,
+    )
+
+
+def assemble_predictions(parts: Sequence[tuple[Sequence[int], Predictions]], n: int) -> Predictions:
+    """One set's predictions from predictions of disjoint parts of it: ``parts`` holds (positions in the set,
+    the part's predictions in that order) and must cover positions ``0 .. n-1`` exactly once. Seconds add up."""
+    order = torch.as_tensor([i for positions, _ in parts for i in positions], dtype=torch.long)
+    if len(order) != n or not torch.equal(torch.sort(order).values, torch.arange(n)):
+        raise ValueError(f"assemble_predictions: the parts' positions do not cover 0..{n - 1} exactly once")
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(n)
+
+    def join(tensors: list[torch.Tensor | None]) -> torch.Tensor | None:
+        present = [t for t in tensors if t is not None and len(t)]
+        if not present:
+            return None
+        if len(present) != sum(len(positions) > 0 for positions, _ in parts):
+            raise ValueError("assemble_predictions: an output is given for some parts only")
+        return torch.cat(present)[inverse]
+
+    maps = join([p.anomaly_maps for _, p in parts])
+    nfe = join([p.nfe for _, p in parts])
+    assert maps is not None and nfe is not None  # n > 0 slices
+    return Predictions(
+        anomaly_maps=maps,
+        reconstructions=join([p.reconstructions for _, p in parts]),
+        final_masks=join([p.final_masks for _, p in parts]),
+        nfe=nfe,
+        seconds=sum(p.seconds for _, p in parts),
     )
 
 

@@ -25,7 +25,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
-from benchmark.config import MethodSpec, dataset_config, resolve_device, validate_config
+from benchmark.config import MethodSpec, dataset_config, resolve_device, synthetic_config, validate_config
 from benchmark.evaluate import (
     ProtocolResult,
     degenerate_warnings,
@@ -34,14 +34,30 @@ from benchmark.evaluate import (
     needs_labelled_validation,
     needs_validation_maps,
 )
-from benchmark.predict import Predictions, predict_split
+from benchmark.evaluate_volume import SlabResult, VolumeOptions, evaluate_slab
+from benchmark.predict import Predictions, assemble_predictions, predict_split
 from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
-from benchmark.schema import cell_key, flatten_config, per_image_records, segmentation_array, stored_test_split
+from benchmark.schema import (
+    SLAB_MAPS_ARRAY,
+    cell_key,
+    flatten_config,
+    per_image_records,
+    per_subject_records,
+    segmentation_array,
+    slab_segmentation_array,
+    stored_test_slab_of,
+    stored_test_split,
+)
+from benchmark.volume_metrics import (
+    DEFAULT_DETECTION_OVERLAP,
+    DEFAULT_MIN_COMPONENT_VOXELS,
+    DEFAULT_SLICE_SCORE_PERCENTILE,
+)
 from benchmark.store import ResultsStore
 from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
-from datasets.synthetic import SyntheticConfig, ensure_synthetic_dataset
+from datasets.synthetic import ensure_synthetic_dataset
 from methods import MethodContext, create_method
 from methods.base import AnomalyMethod, MethodUnavailable, TrainLog, method_class
 
@@ -89,9 +105,13 @@ class CellOptions:
     retrain: bool
     progress: bool
     diagnostic_slices: int
+    volume: VolumeOptions
+    slice_step: int  # dataset.eval_slice_step: the slab's slice spacing, for the lesion-volume bins
+    test_view: str  # which test slices the slice metrics are computed on (row field ``test_view``)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CellOptions:
+        volume = cfg.get("volume") or {}
         return cls(
             experiment=str(cfg.experiment.name),
             protocols=tuple(cfg.experiment.protocols),
@@ -102,20 +122,24 @@ class CellOptions:
             retrain=bool(cfg.retrain),
             progress=bool(cfg.progress),
             diagnostic_slices=int(cfg.diagnostic_slices),
+            volume=VolumeOptions(
+                enabled=bool(volume.get("enabled", True)),
+                min_component_voxels=int(volume.get("min_component_voxels", DEFAULT_MIN_COMPONENT_VOXELS)),
+                detection_overlap=float(volume.get("detection_overlap", DEFAULT_DETECTION_OVERLAP)),
+                slice_score_percentile=float(volume.get("slice_score_percentile", DEFAULT_SLICE_SCORE_PERCENTILE)),
+            ),
+            slice_step=int(cfg.dataset.get("eval_slice_step", 1)),
+            test_view=f"lesion slices (test_slices={cfg.dataset.test_slices}, "
+            f"eval_slice_step={cfg.dataset.get('eval_slice_step', 1)})",
         )
 
 
 def prepare_data(cfg: DictConfig) -> Splits:
     """Generate the built-in synthetic set when configured, then load (cached) splits."""
     data = dataset_config(cfg)
-    synthetic = cfg.dataset.get("synthetic")
-    if synthetic:
-        options = OmegaConf.to_container(synthetic, resolve=True)
-        ensure_synthetic_dataset(
-            data.root,
-            SyntheticConfig(layout=data.layout, slice_range=data.slice_range, **options),  # type: ignore[arg-type]
-            progress=cfg.progress,
-        )
+    synthetic = synthetic_config(cfg)
+    if synthetic is not None:
+        ensure_synthetic_dataset(data.root, synthetic, progress=cfg.progress)
     return load_splits(data, progress=cfg.progress)
 
 
@@ -193,6 +217,7 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
         return
     predictions = predict_cell(method, cell, setup.splits, options)
     results = evaluate_cell(method, cell, setup.splits, predictions, options)
+    slab_results = evaluate_slab_cell(cell, setup.splits, predictions, results, options)
     figures = _diagnostic_figures(method, setup.splits.test, cell, options, setup.store.root)
     cost = predictions.inference_stats | {
         "status": "ok",
@@ -203,10 +228,13 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
         "checkpoint_reused": reused,
         "nfe_per_slice": float(predictions.test.nfe.double().mean()),
         "ms_per_slice": predictions.test.ms_per_slice,
+        "test_view": options.test_view,
+        "slab_extra_slices": 0 if predictions.slab_rest is None else len(predictions.slab_rest.nfe),
+        "slab_extra_seconds": 0.0 if predictions.slab_rest is None else predictions.slab_rest.seconds,
         "figures": figures,
         "finished": _now(),
     }
-    write_cell(setup.store, cell, header | cost, results, predictions.test, setup.splits.test)
+    write_cell(setup.store, cell, header | cost, results, predictions, setup.splits, slab_results)
     headline = next((r for r in results if r.protocol == options.table_protocol), results[0])
     log.info(
         "done %-10s %-5s %-22s seed %d | DSC %.3f (%s)  AUROC %.3f | train %.0f s%s, %.1f ms/slice, NFE %.0f",
@@ -275,10 +303,17 @@ class CellPredictions:
     inference_stats: dict[str, float]  # the method's own counters, over the test split only
     val: Predictions | None  # healthy validation slices (val_fpr)
     labelled_val: Predictions | None  # the validation subjects' lesion slices (val_labelled)
+    slab_rest: Predictions | None = None  # the slab's slices outside the test view (predicted last)
+    slab: Predictions | None = None  # the whole slab: ``test`` at its view positions, ``slab_rest`` elsewhere
 
 
 def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: CellOptions) -> CellPredictions:
-    """Predict the test split, and the validation sets that the cell's protocols need."""
+    """Predict the test split, the validation sets that the cell's protocols need and, for the whole-volume
+    view, the test slab's remaining slices.
+
+    The slab's other slices are predicted *last*, so the test and validation predictions get exactly the
+    batches and random streams they got before the slab existed (stochastic methods keep their numbers), and
+    no slice is predicted twice: the slab's maps are the test maps plus these."""
     batch, label = options.eval_batch_size, f"{method.display_name} {cell.modality}"
     method.reset_inference_stats()
     test = predict_split(method, splits.test, batch, options.progress, f"{label} test")
@@ -289,7 +324,14 @@ def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: Cel
     if needs_labelled_validation(options.protocols) and splits.val_labelled is not None:
         # without a labelled set, evaluate() says why val_labelled cannot run
         labelled = predict_split(method, splits.val_labelled, batch, options.progress, f"{label} val_labelled")
-    return CellPredictions(test, stats, val, labelled)
+    if not options.volume.enabled or splits.test_slab is None or splits.test_view is None:
+        return CellPredictions(test, stats, val, labelled)
+    rest_positions = sorted(set(range(len(splits.test_slab))) - set(splits.test_view))
+    rest = predict_split(
+        method, splits.test_slab.subset(rest_positions), batch, options.progress, f"{label} test slab"
+    )
+    slab = assemble_predictions([(splits.test_view, test), (rest_positions, rest)], len(splits.test_slab))
+    return CellPredictions(test, stats, val, labelled, rest, slab)
 
 
 def evaluate_cell(
@@ -309,16 +351,32 @@ def evaluate_cell(
     return results
 
 
+def evaluate_slab_cell(
+    cell: Cell, splits: Splits, predictions: CellPredictions, results: list[ProtocolResult], options: CellOptions
+) -> list[SlabResult]:
+    """The whole-volume view of the cell's global-threshold results (none without a slab)."""
+    if predictions.slab is None or splits.test_slab is None:
+        return []
+    return evaluate_slab(
+        results, predictions.slab, splits.test_slab, options.volume, options.slice_step,
+        options.degenerate_brain_share, seed=cell.seed, n_boot=options.bootstrap_samples,
+    )  # fmt: skip
+
+
 def write_cell(
     store: ResultsStore,
     cell: Cell,
     fields: dict[str, Any],
     results: list[ProtocolResult],
-    test_pred: Predictions,
-    test: SliceSet,
+    predictions: CellPredictions,
+    splits: Splits,
+    slab_results: list[SlabResult] = (),  # type: ignore[assignment]
 ) -> None:
-    """One row per protocol, the per-image records and the maps / segmentations, as one store write."""
-    rows = [fields | r.row for r in results]
+    """One row per protocol (with its whole-volume fields), the per-image and per-subject records and the maps /
+    segmentations, as one store write."""
+    test_pred, test = predictions.test, splits.test
+    slab_rows = {r.protocol: r.row for r in slab_results}
+    rows = [fields | r.row | slab_rows.get(r.protocol, {}) for r in results]
     per_image = pd.concat(
         [per_image_records(fields, r.protocol, r.per_image, test.subjects, test.slice_index) for r in results],
         ignore_index=True,
@@ -333,7 +391,12 @@ def write_cell(
         arrays["final_masks"] = test_pred.final_masks.numpy().astype(bool)
     for r in results:
         arrays[segmentation_array(r.protocol)] = r.segmentation.numpy()
-    store.write(cell.key, rows, arrays, per_image)
+    if predictions.slab is not None:
+        arrays[SLAB_MAPS_ARRAY] = predictions.slab.anomaly_maps.numpy().astype(np.float16)
+    for s in slab_results:
+        arrays[slab_segmentation_array(s.protocol)] = s.segmentation.numpy()
+    per_subject = per_subject_records(fields, [s.per_subject for s in slab_results])
+    store.write(cell.key, rows, arrays, per_image, per_subject)
 
 
 def _human_ai_result(
@@ -418,20 +481,28 @@ def record_run(store: ResultsStore, cfg: DictConfig) -> None:
 
 
 def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
-    """Inputs, labels and brain masks of the test split, once per (dataset, data, modality), for figures."""
+    """Inputs, labels and brain masks of the test split (and of the test slab), once per (dataset, data,
+    modality), for figures."""
     name = stored_test_split(splits.name, modality, splits.preprocess_hash, splits.data_hash)
-    if store.has_arrays(name):
-        return
-    store.write_arrays(
-        name,
-        {
-            "images": splits.test.channel(modality).numpy().astype(np.float16),
-            "labels": splits.test.labels.numpy(),
-            "brain": splits.test.brain.numpy().astype(np.float16),
-            "subjects": np.array(splits.test.subjects),
-            "slice_index": np.array(splits.test.slice_index),
-        },
-    )
+    sets = {name: splits.test}
+    if splits.test_slab is not None:
+        sets[stored_test_slab_of({"dataset": splits.name, "modality": modality,
+                                  "preprocess_hash": splits.preprocess_hash, "data_hash": splits.data_hash})] = (
+            splits.test_slab
+        )  # fmt: skip
+    for array_name, slices in sets.items():
+        if store.has_arrays(array_name):
+            continue
+        store.write_arrays(
+            array_name,
+            {
+                "images": slices.channel(modality).numpy().astype(np.float16),
+                "labels": slices.labels.numpy(),
+                "brain": slices.brain.numpy().astype(np.float16),
+                "subjects": np.array(slices.subjects),
+                "slice_index": np.array(slices.slice_index),
+            },
+        )
 
 
 def _now() -> str:

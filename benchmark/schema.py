@@ -50,9 +50,41 @@ def stored_test_split_of(row: Mapping[str, Any]) -> str:
     return stored_test_split(row["dataset"], row["modality"], row["preprocess_hash"], row["data_hash"])
 
 
+def stored_test_slab_of(row: Mapping[str, Any]) -> str:
+    """Arrays of the whole test slab's inputs, labels, brain masks, subjects and slice indices of a row's data."""
+    return stored_test_split_of(row).replace("testset__", "testslab__", 1)
+
+
 def segmentation_array(protocol: str) -> str:
     """Name of a cell's binary test segmentation under ``protocol`` in its arrays file."""
     return f"segmentation__{protocol}"
+
+
+#: Name of a cell's anomaly maps on the whole test slab in its arrays file.
+SLAB_MAPS_ARRAY = "slab_anomaly_maps"
+
+
+def slab_segmentation_array(protocol: str) -> str:
+    """Name of a cell's binary segmentation of the whole test slab under ``protocol`` in its arrays file."""
+    return f"slab_segmentation__{protocol}"
+
+
+#: Identity columns that every per-subject record (``per_subject.parquet``) starts with.
+PER_SUBJECT_IDENTITY: tuple[str, ...] = (
+    "cell", "method", "method_key", "method_label", "config_hash", "dataset", "modality", "seed",
+)  # fmt: skip
+
+
+def per_subject_records(header: Mapping[str, Any], frames: list[pd.DataFrame]) -> pd.DataFrame | None:
+    """The per-subject whole-volume records of a cell (one frame per protocol) with the cell's identity
+    columns first; None without any."""
+    if not frames:
+        return None
+    records = pd.concat(frames, ignore_index=True)
+    for column in PER_SUBJECT_IDENTITY:
+        records[column] = header[column]
+    first = [*PER_SUBJECT_IDENTITY, "protocol"]
+    return records[first + [c for c in records.columns if c not in first]]
 
 
 def flatten_config(method_config: Mapping[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,8 @@ from datasets.cache import atomic_write
 
 class ResultsStore:
     """Rows under ``<root>/rows/<cell>.json``; per-image records under ``<root>/per_image/<cell>.parquet``
-    (columns: :data:`benchmark.schema.PER_IMAGE_COLUMNS`); per-cell arrays under ``<root>/arrays/<cell>.npz``."""
+    (columns: :data:`benchmark.schema.PER_IMAGE_COLUMNS`); per-subject whole-volume records under
+    ``<root>/per_subject/<cell>.parquet``; per-cell arrays under ``<root>/arrays/<cell>.npz``."""
 
     def __init__(self, root: Path | str, soft_lock: bool = False) -> None:
         self.root = Path(root)
@@ -42,6 +43,7 @@ class ResultsStore:
         self.rows_dir = self.root / "rows"
         self.arrays_dir = self.root / "arrays"
         self.per_image_dir = self.root / "per_image"
+        self.per_subject_dir = self.root / "per_subject"
         self.config_path = self.root / "experiment.yaml"  # resolved run config, written by the runner
         self.environment_path = self.root / "environment.json"  # package versions, written by the runner
         self.jobs_dir = self.root / "jobs"  # one folder per job (run or multirun cell) with its config
@@ -56,9 +58,10 @@ class ResultsStore:
         rows: list[dict[str, Any]],
         arrays: dict[str, np.ndarray] | None = None,
         per_image: pd.DataFrame | None = None,
+        per_subject: pd.DataFrame | None = None,
     ) -> None:
-        """Store the arrays and per-image records (if any) first, then the rows; the rows file marks the cell
-        finished."""
+        """Store the arrays, per-image and per-subject records (if any) first, then the rows; the rows file marks
+        the cell finished."""
         payload = json.dumps([_jsonable(r) for r in rows], indent=1, allow_nan=False)
         with self._write_lock():
             if arrays:
@@ -67,6 +70,11 @@ class ResultsStore:
             if per_image is not None:
                 self.per_image_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write(self.per_image_dir / f"{cell}.parquet", lambda f: per_image.to_parquet(f, index=False))
+            if per_subject is not None:
+                self.per_subject_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write(
+                    self.per_subject_dir / f"{cell}.parquet", lambda f: per_subject.to_parquet(f, index=False)
+                )
             self.rows_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
 
@@ -128,6 +136,12 @@ class ResultsStore:
         if not frames:
             return pd.DataFrame(columns=list(PER_IMAGE_COLUMNS))
         return pd.concat(frames, ignore_index=True)
+
+    def per_subject(self, cells: Iterable[str] | None = None) -> pd.DataFrame:
+        """The per-subject whole-volume records of ``cells`` (default: every finished cell); empty if none."""
+        names = self.cells() if cells is None else list(cells)
+        frames = [pd.read_parquet(p) for p in (self.per_subject_dir / f"{c}.parquet" for c in names) if p.exists()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def arrays(self, name: str) -> dict[str, np.ndarray]:
         """The arrays stored with a cell (anomaly maps, reconstructions, ...) or by ``write_arrays``."""

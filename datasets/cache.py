@@ -29,9 +29,10 @@ from datasets.slices import SliceSet
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 """Bump when the pre-processing code changes what a cache file holds; old files are then rebuilt.
-2: a fourth slice set (``val_labelled``, possibly empty) and the data hash in every file."""
+2: a fourth slice set (``val_labelled``, possibly empty) and the data hash in every file.
+3: the test split as a whole slab per subject (``test_slab``) with the positions of the paper-protocol view."""
 
 DATA_HASH_LENGTH = 12
 
@@ -64,10 +65,12 @@ def source_fingerprint(root: Path, paths: Iterable[Path], splits: dict[str, list
 
 
 class CachedSet(NamedTuple):
-    """One slice set read from the cache (None: the set has no slice) and the dataset's data hash."""
+    """One slice set read from the cache (None: the set has no slice), the dataset's data hash and, for a set
+    that has one, the positions of a view of it (the test slab's paper-protocol slices)."""
 
     slices: SliceSet | None
     data_hash: str
+    view: tuple[int, ...] | None = None
 
 
 def content_hash(sets: Mapping[str, SliceSet | None]) -> str:
@@ -94,11 +97,18 @@ def content_hash(sets: Mapping[str, SliceSet | None]) -> str:
     return digest.hexdigest()[:DATA_HASH_LENGTH]
 
 
-def save_slices(path: Path, slices: SliceSet | None, fingerprint: str, data_hash: str) -> None:
+def save_slices(
+    path: Path, slices: SliceSet | None, fingerprint: str, data_hash: str, view: tuple[int, ...] | None = None
+) -> None:
     """Write one slice set's cache file atomically (:func:`atomic_write`); ``None`` is stored as an
-    explicit empty set (a :class:`SliceSet` cannot be empty)."""
+    explicit empty set (a :class:`SliceSet` cannot be empty). ``view``: positions of a view of the set."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload: dict[str, object] = {"fingerprint": fingerprint, "data_hash": data_hash, "empty": slices is None}
+    payload: dict[str, object] = {
+        "fingerprint": fingerprint,
+        "data_hash": data_hash,
+        "empty": slices is None,
+        "view": None if view is None else list(view),
+    }
     if slices is not None:
         payload |= _tensors(slices)
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -182,7 +192,8 @@ def load_slices(path: Path, fingerprint: str) -> CachedSet | None:
             subjects=tuple(payload["subjects"]),
             slice_index=tuple(payload["slice_index"]),
         )
-        return CachedSet(slices, payload["data_hash"])
+        view = payload["view"]
+        return CachedSet(slices, payload["data_hash"], None if view is None else tuple(int(i) for i in view))
     except Exception as error:  # corrupt or foreign file: rebuild rather than fail
         log.warning("slice cache %s unreadable (%s); rebuilding", path, error)
         return None

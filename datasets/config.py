@@ -33,6 +33,9 @@ class DatasetConfig:
             without it a deterministic split with ``split_fractions`` and ``split_seed``.
         cache_dir: where pre-processed slices are cached (one file per split and config hash).
         max_subjects: use only the first N subjects in sorted order (quick runs); None = all.
+        test_only_subjects: ids always assigned to test and left out of the seeded split (or required to be
+            in no other split of a split file): e.g. healthy control subjects, such as the built-in synthetic
+            set's lesion-free subjects, that the whole-volume evaluation scores for false positives.
     """
 
     layout: Layout
@@ -48,6 +51,7 @@ class DatasetConfig:
     split_seed: int = 0
     cache_dir: Path | None = None
     max_subjects: int | None = None
+    test_only_subjects: tuple[str, ...] = ()
     name: str = field(default="")  # display name; defaults to the layout
 
     @property
@@ -57,14 +61,16 @@ class DatasetConfig:
     def preprocess_hash(self) -> str:
         """Short hash of every field that changes the pre-processed slices (not paths to caches).
 
-        ``eval_slice_step`` enters only when it thins the splits (> 1), so caches, checkpoints and results
-        written before the field existed keep their hash.
+        ``eval_slice_step`` enters only when it thins the splits (> 1), and ``test_only_subjects`` only when it
+        names a subject, so caches, checkpoints and results written before the fields existed keep their hash.
         """
         payload = asdict(self)
         payload.pop("cache_dir")
         payload.pop("name")
         if self.eval_slice_step == 1:
             payload.pop("eval_slice_step")
+        if not self.test_only_subjects:
+            payload.pop("test_only_subjects")
         payload["root"] = str(Path(self.root).resolve())
         payload["split_file"] = str(self.split_file) if self.split_file else None
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -4,9 +4,12 @@ from a user's folder and returns pre-processed, cached :class:`~datasets.slices.
 Per subject: find its files (:mod:`datasets.layouts`), read and check every volume (:func:`read_volume`,
 :func:`read_subject`), brain mask and normalisation at raw resolution, pick the split's slices in
 ``slice_range``, resize with area averaging (:mod:`datasets.preprocess`). Train and val keep healthy
-slices only, test keeps lesion slices, and the validation subjects' lesion slices form a fourth set,
-``val_labelled`` (protocol.md §7), selected like the test split's. The result is cached per slice set
-(:mod:`datasets.cache`); a second call with the same config and unchanged files reads no NIfTI volume.
+slices only. Every test subject contributes its whole *slab* (``test_slab``: every ``eval_slice_step``-th brain
+slice of the range, lesion or not; healthy test subjects included), and the paper protocol's test slices
+(``test_slices: largest | all``) are a view of it (``Splits.test``, positions ``Splits.test_view``), so one set of
+predictions serves both. The validation subjects' lesion slices form a fourth set, ``val_labelled``
+(protocol.md §7), selected like the test view. The result is cached per slice set (:mod:`datasets.cache`); a
+second call with the same config and unchanged files reads no NIfTI volume.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from datasets.cache import cache_path, content_hash, load_slices, save_slices, s
 from datasets.config import DatasetConfig
 from datasets.errors import DatasetError
 from datasets.layouts import Layout, SubjectFiles, get_layout, label_scheme_hint
-from datasets.preprocess import select_slices, slices_to_tensors
+from datasets.preprocess import select_slices, slab_slices, slices_to_tensors
 from datasets.slices import SliceSet, Splits
 from datasets.splits import SPLIT_NAMES, assign_subjects
 
@@ -37,15 +40,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Role = Literal["healthy", "lesion"]
+Role = Literal["healthy", "lesion", "slab"]
 
 SLICE_SETS: dict[str, tuple[str, Role]] = {
     "train": ("train", "healthy"),
     "val": ("val", "healthy"),
     "val_labelled": ("val", "lesion"),
-    "test": ("test", "lesion"),
+    "test_slab": ("test", "slab"),
 }
-"""Slice set (a :class:`Splits` field) -> (subject split it comes from, which slices it keeps)."""
+"""Slice set (a :class:`Splits` field) -> (subject split it comes from, which slices it keeps). ``Splits.test``
+is not read separately: it is the paper-protocol view of ``test_slab``."""
 
 OPTIONAL_SETS = frozenset({"val_labelled"})
 """Slice sets that may have no slice (then None in :class:`Splits`); the others must have one."""
@@ -82,30 +86,43 @@ def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
         log.info("%s: slices loaded from cache %s", config.display_name, paths["train"].parent)
         return _splits(*cached, config)
 
-    built = _build(layout, config, splits, files, progress)
-    data_hash = content_hash(built)
+    built, view = _build(layout, config, splits, files, progress)
+    data_hash = content_hash(built | {"test_view": _view_of(built, view)})
     for name in SLICE_SETS:
-        save_slices(paths[name], built[name], fingerprint, data_hash)
-    return _splits(built, data_hash, config)
+        save_slices(paths[name], built[name], fingerprint, data_hash, view if name == "test_slab" else None)
+    return _splits(built, view, data_hash, config)
 
 
-def _load_cached(paths: dict[str, Path], fingerprint: str) -> tuple[dict[str, SliceSet | None], str] | None:
-    """Every slice set and the data hash from the cache, or None unless all files are valid and agree."""
+def _view_of(sets: dict[str, SliceSet | None], view: tuple[int, ...]) -> SliceSet:
+    return cast(SliceSet, sets["test_slab"]).subset(list(view))
+
+
+def _load_cached(
+    paths: dict[str, Path], fingerprint: str
+) -> tuple[dict[str, SliceSet | None], tuple[int, ...], str] | None:
+    """Every slice set, the test view and the data hash from the cache, or None unless all files are valid and
+    agree."""
     sets: dict[str, SliceSet | None] = {}
     hashes = set()
+    view: tuple[int, ...] | None = None
     for name, path in paths.items():
         entry = load_slices(path, fingerprint)
         if entry is None:
             return None
         sets[name] = entry.slices
         hashes.add(entry.data_hash)
-    return (sets, hashes.pop()) if len(hashes) == 1 else None
+        view = entry.view if name == "test_slab" else view
+    if len(hashes) != 1 or view is None:
+        return None
+    return sets, view, hashes.pop()
 
 
-def _splits(slices: dict[str, SliceSet | None], data_hash: str, config: DatasetConfig) -> Splits:
-    # train, val and test are never None here (_slice_set raises for an empty required set)
+def _splits(slices: dict[str, SliceSet | None], view: tuple[int, ...], data_hash: str, config: DatasetConfig) -> Splits:
+    # train, val and test_slab are never None here (_slice_set raises for an empty required set)
     return Splits(
         **cast(dict[str, Any], slices),
+        test=_view_of(slices, view),
+        test_view=view,
         name=config.display_name,
         preprocess_hash=config.preprocess_hash(),
         data_hash=data_hash,
@@ -193,31 +210,56 @@ def read_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig) -> 
 
 
 class SubjectSlices(NamedTuple):
-    """The slices one subject contributes to its split (``[k, C, S, S]``, ``[k, S, S]`` x 2, k indices)."""
+    """The slices one subject contributes to a slice set (``[k, C, S, S]``, ``[k, S, S]`` x 2, k indices) and,
+    for its slab, the positions of its test-view slices among them."""
 
     images: torch.Tensor
     brain: torch.Tensor
     labels: torch.Tensor
     slice_index: list[int]
+    view: list[int]
 
 
 def preprocess_subject(
     layout: Layout, files: SubjectFiles, config: DatasetConfig, sets: Sequence[str]
 ) -> dict[str, SubjectSlices]:
     """The subject's slices for each slice set in ``sets`` (names of :data:`SLICE_SETS`), resized, from one
-    read of its volumes. Lesion sets follow ``test_slices``; every set but train keeps every
-    ``eval_slice_step``-th selected slice."""
+    read of its volumes. Lesion sets and the slab's view follow ``test_slices``; every set but train keeps every
+    ``eval_slice_step``-th selected slice (:func:`~datasets.preprocess.slab_slices` for the slab)."""
     volumes = read_subject(layout, files, config)
     out = {}
     for name in sets:
         step = 1 if name == "train" else config.eval_slice_step
         role = SLICE_SETS[name][1]
-        z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices, step)
+        view = select_slices(volumes.lesion, volumes.brain, config.slice_range, "lesion", config.test_slices, step)
+        if role == "slab":
+            z = slab_slices(volumes.brain, config.slice_range, step, include=view)
+            _check_slab(files, volumes, z, config)
+        else:
+            z = select_slices(volumes.lesion, volumes.brain, config.slice_range, role, config.test_slices, step)
         tensors = slices_to_tensors(
             volumes.images, volumes.brain, volumes.lesion, z, config.image_size, config.binarize_brain
         )
-        out[name] = SubjectSlices(*tensors, z)
+        out[name] = SubjectSlices(*tensors, z, [z.index(v) for v in view] if role == "slab" else [])
     return out
+
+
+def _check_slab(files: SubjectFiles, volumes: SubjectVolumes, z: list[int], config: DatasetConfig) -> None:
+    """A test subject's slab must have brain, and every lesion voxel of the range must lie on a brain slice
+    (a lesion on a slice without brain cannot be predicted and would silently count as missed)."""
+    start, stop = config.slice_range
+    if not z:
+        raise DatasetError(
+            f"{files.images[0]}: test subject {files.subject} has no brain voxel in slice_range {(start, stop)}; "
+            "expected brain on its slab (check the slice range and the brain mask)"
+        )
+    lesion_z = start + np.flatnonzero(volumes.lesion[:, :, start:stop].any(axis=(0, 1)))
+    outside = [int(k) for k in lesion_z if not volumes.brain[:, :, k].any()]
+    if outside:
+        raise DatasetError(
+            f"{files.label}: test subject {files.subject} has lesion voxels on slice(s) {outside[:5]} without any "
+            f"brain voxel ({files.images[0].name} is 0 there); expected lesions inside the brain mask"
+        )
 
 
 def _preprocess_all(
@@ -256,34 +298,49 @@ def _build(
     splits: dict[str, list[str]],
     files: dict[str, SubjectFiles],
     progress: bool,
-) -> dict[str, SliceSet | None]:
+) -> tuple[dict[str, SliceSet | None], tuple[int, ...]]:
+    """Every slice set, and the positions of the paper-protocol test view in ``test_slab``."""
     parts = _preprocess_all(layout, config, splits, files, progress)
-    for name in ("test", "val_labelled"):
-        no_lesion = [subject for subject, result in parts[name] if not result.slice_index]
-        if no_lesion:
-            log.info(
-                "%s: %d of %d %s subjects have no lesion voxel in slice_range %s and are skipped from %s: %s",
-                config.display_name,
-                len(no_lesion),
-                len(parts[name]),
-                SLICE_SETS[name][0],
-                tuple(config.slice_range),
-                name,
-                no_lesion[:10],
-            )
+    healthy_test = [subject for subject, result in parts["test_slab"] if not result.view]
+    if healthy_test:
+        log.info(
+            "%s: %d of %d test subjects have no lesion voxel in slice_range %s: in the whole-volume evaluation "
+            "(test_slab) as healthy subjects, not in the lesion-slice view: %s",
+            config.display_name, len(healthy_test), len(parts["test_slab"]), tuple(config.slice_range),
+            healthy_test[:10],
+        )  # fmt: skip
+    no_lesion = [subject for subject, result in parts["val_labelled"] if not result.slice_index]
+    if no_lesion:
+        log.info(
+            "%s: %d of %d val subjects have no lesion voxel in slice_range %s and are not in val_labelled: %s",
+            config.display_name, len(no_lesion), len(parts["val_labelled"]), tuple(config.slice_range),
+            no_lesion[:10],
+        )  # fmt: skip
     slice_sets = {name: _slice_set(name, kept, config) for name, kept in parts.items()}
+    view = _test_view(parts["test_slab"], config)
     n_labelled = 0 if slice_sets["val_labelled"] is None else len(slice_sets["val_labelled"])
-    # train, val and test are never None (_slice_set raises for an empty required set)
-    train, val, test = (cast(SliceSet, slice_sets[name]) for name in ("train", "val", "test"))
+    # train, val and test_slab are never None (_slice_set raises for an empty required set)
+    train, val, slab = (cast(SliceSet, slice_sets[name]) for name in ("train", "val", "test_slab"))
     log.info(
-        "%s: %d train / %d val healthy slices, %d val lesion slices (val_labelled), %d test lesion slices",
-        config.display_name,
-        len(train),
-        len(val),
-        n_labelled,
-        len(test),
-    )
-    return slice_sets
+        "%s: %d train / %d val healthy slices, %d val lesion slices (val_labelled), %d test lesion slices "
+        "(test_slices=%s) in a slab of %d test slices (%d subjects, %d healthy)",
+        config.display_name, len(train), len(val), n_labelled, len(view), config.test_slices, len(slab),
+        len(parts["test_slab"]), len(healthy_test),
+    )  # fmt: skip
+    return slice_sets, view
+
+
+def _test_view(slab_parts: list[tuple[str, SubjectSlices]], config: DatasetConfig) -> tuple[int, ...]:
+    """Positions in the concatenated slab of every subject's test-view slices; an error without any."""
+    positions: list[int] = []
+    offset = 0
+    for _, result in slab_parts:
+        positions += [offset + k for k in result.view]
+        offset += len(result.slice_index)
+    if not positions:
+        where = f"slice_range {tuple(config.slice_range)} among the {len(slab_parts)} test subject(s)"
+        raise DatasetError(f"{config.root}: no lesion slice in {where}; expected at least one")
+    return tuple(positions)
 
 
 def _slice_set(name: str, parts: list[tuple[str, SubjectSlices]], config: DatasetConfig) -> SliceSet | None:
@@ -292,7 +349,7 @@ def _slice_set(name: str, parts: list[tuple[str, SubjectSlices]], config: Datase
     kept = [(subject, r) for subject, r in parts if r.slice_index]
     split, role = SLICE_SETS[name]
     if not kept:
-        kind = "lesion" if role == "lesion" else "healthy (lesion-free, non-empty brain)"
+        kind = {"lesion": "lesion", "slab": "brain"}.get(role, "healthy (lesion-free, non-empty brain)")
         where = f"slice_range {tuple(config.slice_range)} among the {len(parts)} {split} subject(s)"
         if name in OPTIONAL_SETS:
             log.info("%s: no %s slice in %s: no %s set (its threshold protocol cannot run)",

@@ -137,6 +137,22 @@ def select_slices(
     return [start + int(i) for i in keep[::step]]
 
 
+def slab_slices(brain: np.ndarray, slice_range: tuple[int, int], step: int = 1, include: Sequence[int] = ()) -> list[int]:
+    """Axial indices z of a test subject's *slab*: every ``step``-th slice of ``[start, stop)`` with a brain
+    voxel, lesion or not, plus the slices in ``include`` (the subject's paper-protocol view, so that it is a
+    subset of the slab and is predicted once).
+
+    The step grid is anchored on the first ``include`` slice (on ``start`` without one), so a view taken with
+    the same step lies on the grid and adds no slice; a view that does not (several lesions whose every
+    ``step``-th slices interleave) adds its slices, and the slab then has irregular spacing there.
+    """
+    start, stop = slice_range
+    has_brain = brain[:, :, start:stop].any(axis=(0, 1))
+    anchor = include[0] if len(include) else start
+    grid = {start + int(i) for i in np.flatnonzero(has_brain) if (start + int(i) - anchor) % step == 0}
+    return sorted(grid | {int(z) for z in include})
+
+
 def resize_area(x: torch.Tensor, size: int, pad_value: float) -> torch.Tensor:
     """Resize ``[N, C, H, W]`` to ``[N, C, size, size]`` with area averaging.
 

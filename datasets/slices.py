@@ -93,10 +93,16 @@ class SliceSet:
 
 @dataclass(frozen=True)
 class Splits:
-    """The slice sets of one dataset: healthy train, healthy val, lesion test slices, and the lesion
-    slices of the validation subjects (``val_labelled``, for the ``val_labelled`` threshold protocol).
+    """The slice sets of one dataset: healthy train, healthy val, lesion test slices, the lesion slices of the
+    validation subjects (``val_labelled``, for the ``val_labelled`` threshold protocol) and the whole test slab.
 
     Attributes:
+        test: the paper protocol's lesion slices of the test subjects (``test_slices: largest | all``): a view
+            of ``test_slab`` when the loader built one.
+        test_slab: every test subject's slab (every ``eval_slice_step``-th brain slice of the slice range, lesion
+            and lesion-free, healthy test subjects included), contiguous per subject in increasing z: the
+            whole-volume evaluation's test set. None for hand-made splits without one.
+        test_view: positions of ``test``'s slices in ``test_slab`` (``test == test_slab.subset(test_view)``).
         val_labelled: the validation subjects' lesion slices, selected like the test split's (same
             ``test_slices`` rule and ``eval_slice_step``); None when no validation subject has a lesion
             slice in ``slice_range``. Their lesion-free slices are ``val``.
@@ -113,3 +119,11 @@ class Splits:
     preprocess_hash: str  # hash of the pre-processing config; part of every result row
     val_labelled: SliceSet | None = None
     data_hash: str = ""
+    test_slab: SliceSet | None = None
+    test_view: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.test_slab is None) != (self.test_view is None):
+            raise ValueError("Splits: test_slab and test_view are given together or not at all")
+        if self.test_view is not None and len(self.test_view) != len(self.test):
+            raise ValueError(f"Splits: test_view has {len(self.test_view)} positions but test {len(self.test)} slices")

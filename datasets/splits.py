@@ -25,12 +25,33 @@ def assign_subjects(subjects: Sequence[str], config: DatasetConfig) -> dict[str,
     With ``config.split_file`` the file decides (every id in it must exist); otherwise
     :func:`seeded_split` with ``split_fractions`` and ``split_seed``. ``max_subjects = N`` keeps the
     first N subjects in natural order: of all subjects found, or of the ids in the split file.
+    ``config.test_only_subjects`` are added to test (after ``max_subjects``), never split.
     """
     n_max = config.max_subjects
     if n_max is not None and (not isinstance(n_max, int) or n_max < 1):
         raise DatasetError(f"max_subjects={n_max!r}; expected a positive integer or None")
-    ordered = sorted(subjects, key=natural_key)
+    test_only = _test_only(subjects, config)
+    ordered = sorted((s for s in subjects if s not in test_only), key=natural_key)
     where = f"{config.root}"
+    splits = _split(ordered, config, n_max, where)
+    if test_only:
+        splits["test"] = sorted(splits["test"] + test_only, key=natural_key)
+    return splits
+
+
+def _test_only(subjects: Sequence[str], config: DatasetConfig) -> list[str]:
+    """``config.test_only_subjects``, each checked to be a subject on disk."""
+    known = set(subjects)
+    missing = [s for s in config.test_only_subjects if s not in known]
+    if missing:
+        raise DatasetError(
+            f"test_only_subjects: {len(missing)} id(s) not found in {config.root}, e.g. {missing[:5]}; "
+            "expected ids of subjects on disk"
+        )
+    return list(dict.fromkeys(config.test_only_subjects))
+
+
+def _split(ordered: list[str], config: DatasetConfig, n_max: int | None, where: str) -> dict[str, list[str]]:
     if config.split_file is None:
         return seeded_split(ordered[:n_max], config.split_fractions, config.split_seed, where)
     splits = read_split_file(Path(config.split_file), ordered, where)

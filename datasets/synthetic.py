@@ -77,7 +77,10 @@ class SyntheticConfig:
     """Everything that decides the generated arrays (its :meth:`config_hash` names the set).
 
     Attributes:
-        n_subjects: number of subjects.
+        n_subjects: number of lesion subjects.
+        n_healthy_subjects: lesion-free subjects written after them (indices ``n_subjects ...``; own seeded
+            anatomy), for the whole-volume evaluation's false positives on healthy subjects: the runner puts
+            them in test (:func:`healthy_subject_ids`). 0 keeps the config hash of sets written before the field.
         seed: base seed; subject ``i`` uses streams seeded by ``(seed, stream, i)``.
         layout: on-disk layout and grid: ``brats`` (240x240x155), ``atlas`` (MNI 197x233x189, T1 only),
             ``isles`` (230x230x154).
@@ -97,6 +100,7 @@ class SyntheticConfig:
     """
 
     n_subjects: int = 40
+    n_healthy_subjects: int = 0
     seed: int = 0
     layout: Literal["brats", "atlas", "isles"] = "brats"
     lesion_families: tuple[str, ...] = ("tumour", "stroke")
@@ -131,6 +135,8 @@ class SyntheticConfig:
                 f"layout {self.layout!r} supports only {LAYOUT_FAMILIES[self.layout]} lesions, "
                 f"lesion_families={self.lesion_families}"
             )
+        if self.n_healthy_subjects < 0:
+            raise ValueError(f"SyntheticConfig: n_healthy_subjects={self.n_healthy_subjects} must be >= 0")
         if self.n_subjects < 1 or self.seed < 0:
             raise ValueError(f"SyntheticConfig: n_subjects={self.n_subjects} must be >= 1, seed={self.seed} >= 0")
         for name in ("tumour_count", "stroke_count", "tumour_radius_mm", "stroke_radius_mm"):
@@ -152,22 +158,38 @@ class SyntheticConfig:
         """The lesion families actually used: ``lesion_families`` allowed by the layout."""
         return tuple(f for f in self.lesion_families if f in LAYOUT_FAMILIES[self.layout])
 
+    @property
+    def n_total(self) -> int:
+        """Lesion and healthy subjects together (subject indices ``0 .. n_total - 1``)."""
+        return self.n_subjects + self.n_healthy_subjects
+
     def config_hash(self) -> str:
-        """Short hash of every field and of :data:`GENERATOR_VERSION`."""
-        blob = json.dumps({"generator_version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        """Short hash of every field and of :data:`GENERATOR_VERSION` (``n_healthy_subjects`` only when > 0)."""
+        fields_ = asdict(self)
+        if not self.n_healthy_subjects:
+            fields_.pop("n_healthy_subjects")
+        blob = json.dumps({"generator_version": GENERATOR_VERSION, **fields_}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def healthy_subject_ids(config: SyntheticConfig) -> list[str]:
+    """Ids of the lesion-free subjects (they belong in test: ``DatasetConfig.test_only_subjects``)."""
+    return [subject_id(config.layout, i) for i in range(config.n_subjects, config.n_total)]
 
 
 def _rng(config: SyntheticConfig, stream: int, index: int = 0) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(stream, index)))
 
 
+HEALTHY = "healthy"  # family of the lesion-free subjects
+
+
 def subject_families(config: SyntheticConfig) -> list[str]:
-    """Lesion family of every subject: the families in equal shares, in a seeded order."""
+    """Lesion family of every subject: the families in equal shares, in a seeded order, then ``healthy``."""
     fams = config.families
     base = [fams[i % len(fams)] for i in range(config.n_subjects)]
     order = _rng(config, STREAM_FAMILY).permutation(config.n_subjects)
-    return [base[int(k)] for k in order]
+    return [base[int(k)] for k in order] + [HEALTHY] * config.n_healthy_subjects
 
 
 @dataclass
@@ -184,9 +206,10 @@ class SubjectPlan:
 
 
 def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
-    """Draw the subject's transform and lesions (redrawn until the slice constraints hold)."""
-    if not 0 <= index < config.n_subjects:
-        raise IndexError(f"subject index {index} outside 0..{config.n_subjects - 1}")
+    """Draw the subject's transform and lesions (redrawn until the slice constraints hold; none for a
+    healthy subject)."""
+    if not 0 <= index < config.n_total:
+        raise IndexError(f"subject index {index} outside 0..{config.n_total - 1}")
     geom, templates = geometry(config.layout), load_templates()
     family = subject_families(config)[index]
     transform = SubjectTransform.draw(
@@ -197,6 +220,9 @@ def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
         geom.transform_scale,
     )
     nominal = nominal_anatomy(geom, transform, templates)
+    if family == HEALTHY:
+        cmap = coarse_map(geom, transform, [], nominal, templates)
+        return SubjectPlan(index, family, transform, [], cmap, np.zeros(geom.shape, np.uint8), attempts=0)
     rng = _rng(config, STREAM_LESIONS, index)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         lesions = _draw_lesions(rng, family, nominal, config)
@@ -424,24 +450,24 @@ def _generate(root: Path, config: SyntheticConfig, workers: int, progress: bool)
     from tqdm.auto import tqdm
 
     samples = _sample_indices(subject_families(config))
-    summaries: list[dict[str, Any] | None] = [None] * config.n_subjects
-    bar = tqdm(total=config.n_subjects, desc=f"synthetic {config.layout}", unit="subject", disable=not progress)
+    summaries: list[dict[str, Any] | None] = [None] * config.n_total
+    bar = tqdm(total=config.n_total, desc=f"synthetic {config.layout}", unit="subject", disable=not progress)
     with bar:
-        if workers > 1 and config.n_subjects > 1:
+        if workers > 1 and config.n_total > 1:
             context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
             try:
                 with ProcessPoolExecutor(
-                    min(workers, config.n_subjects), mp_context=context, initializer=_single_threaded
+                    min(workers, config.n_total), mp_context=context, initializer=_single_threaded
                 ) as pool:
                     futures = {
-                        pool.submit(_write_subject, config, i, root, i in samples): i for i in range(config.n_subjects)
+                        pool.submit(_write_subject, config, i, root, i in samples): i for i in range(config.n_total)
                     }
                     for future in as_completed(futures):
                         summaries[futures[future]] = future.result()
                         bar.update()
             except BrokenProcessPool as error:  # e.g. a __main__ that spawned workers cannot re-import
                 log.warning("synthetic data: worker processes failed (%s); generating the rest in this process", error)
-        for i in range(config.n_subjects):  # serial path, and whatever the workers did not finish
+        for i in range(config.n_total):  # serial path, and whatever the workers did not finish
             if summaries[i] is None:
                 summaries[i] = _write_subject(config, i, root, i in samples)
                 bar.update()
@@ -461,7 +487,7 @@ def _is_complete(root: Path, config: SyntheticConfig) -> bool:
         return False
     if marker.get("config_hash") != config.config_hash():
         return False
-    return all(p.is_file() for i in range(config.n_subjects) for p in subject_files(root, config.layout, i).values())
+    return all(p.is_file() for i in range(config.n_total) for p in subject_files(root, config.layout, i).values())
 
 
 def _clear(root: Path) -> None:
@@ -514,7 +540,7 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
         _atomic_write_text(root / IN_PROGRESS, json.dumps({"config_hash": digest}))
         log.info(
             "synthetic data: generating %d %s subjects (config %s) into %s",
-            config.n_subjects,
+            config.n_total,
             config.layout,
             digest,
             root,
@@ -537,11 +563,12 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
                     "generator_version": GENERATOR_VERSION,
                     "layout": config.layout,
                     "n_subjects": config.n_subjects,
+                    "n_healthy_subjects": config.n_healthy_subjects,
                 }
             ),
         )
         (root / IN_PROGRESS).unlink()
-    log.info("synthetic data: %d %s subjects written to %s in %.1f s", config.n_subjects, config.layout, root, seconds)
+    log.info("synthetic data: %d %s subjects written to %s in %.1f s", config.n_total, config.layout, root, seconds)
     return root
 
 
@@ -598,6 +625,7 @@ __all__ = [
     "SyntheticSubject",
     "ensure_synthetic_dataset",
     "generate_subject",
+    "healthy_subject_ids",
     "subject_families",
     "subject_labels",
     "subject_plan",

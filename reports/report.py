@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import Sweep, experiment_sweep
 from benchmark.store import ResultsStore
-from reports import figures
+from reports import figures, volume
 from reports.labels import configuration_labels
 from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
 from reports.tables import PAPER_METRICS, Table, comparison_table
@@ -99,6 +99,7 @@ def write_report(
     rows = all_rows.drop(index=timing.index)
     if not rows.empty:
         lines += _tables_section(per_image, rows, settings, out_dir)
+        lines += _volume_section(store, rows, settings, out_dir)
         lines += _figures_section(store, rows, settings, out_dir)
         lines += _sweep_section(rows, settings, out_dir)
         lines += _threshold_free_section(rows)
@@ -174,6 +175,46 @@ def _tables_section(per_image: pd.DataFrame, rows: pd.DataFrame, settings: Repor
             lines += [heading, "", table.to_markdown(), _links(stem, ("md", "tex", "csv")), ""]
         if is_main:
             lines += _paired_tests(per_image, rows, protocol, settings, out_dir)
+    return lines
+
+
+def _volume_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
+    """Whole-volume tables per data set and protocol (main protocol first), the per-subject records and figures."""
+    if not volume.has_volume_results(rows):
+        return []
+    with_volume = rows[rows["vol_view"].notna()]
+    protocols = sorted(with_volume["protocol"].dropna().unique(), key=lambda p: (p != settings.table_protocol, p))
+    lines = [
+        "## Whole-volume evaluation",
+        "",
+        "From the same predictions as the slice tables: every test subject's slab (all brain slices of the slice "
+        "range, lesion-free ones and healthy test subjects included) scored per subject. Per-subject records: "
+        + _links("per_subject", ("parquet", "csv")),
+        "",
+    ]
+    per_subject = store.per_subject(rows["cell"].unique())
+    if not per_subject.empty:
+        labels = rows.drop_duplicates("cell").set_index("cell")["method_label"]
+        per_subject = per_subject.assign(method_label=per_subject["cell"].map(labels))
+        per_subject.to_parquet(out_dir / "per_subject.parquet", index=False)
+        per_subject.to_csv(out_dir / "per_subject.csv", index=False, float_format="%.6g")
+    for dataset in dict.fromkeys(with_volume["dataset"]):
+        modalities = _modalities(with_volume[with_volume["dataset"] == dataset], settings.modalities)
+        for protocol in protocols:
+            table = volume.volume_table(with_volume, protocol, dataset, modalities, settings.method_order)
+            stem = f"volume__{dataset}__{protocol}"
+            write_table(table, out_dir, stem)
+            lines += [f"### {dataset} — whole volume — {protocol}", "", table.to_markdown(), _links(stem, ("md", "tex", "csv")), ""]  # noqa: E501
+        main = with_volume[(with_volume["dataset"] == dataset) & (with_volume["protocol"] == settings.table_protocol)]
+        if main.empty or per_subject.empty:
+            continue
+        subjects = per_subject[per_subject["cell"].isin(main["cell"]) & (per_subject["protocol"] == settings.table_protocol)]
+        paths = volume.per_subject_dice_figure(subjects, main, out_dir / "figures", f"subject_dice__{dataset}")
+        lines += _figure_lines(f"Per-subject Dice (slab, {settings.table_protocol}) — {dataset}", paths, out_dir)
+        for modality in modalities:
+            group = volume.figure_rows(main[main["modality"] == modality], settings.method_order)
+            paths = volume.slab_figure(store, group, out_dir / "figures", f"slab__{dataset}__{modality}")
+            lines += _figure_lines(f"One test subject's slab — {dataset} {modality}", paths, out_dir)
     return lines
 
 

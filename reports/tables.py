@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Column label of every row field a table can show (all: higher is better).
+#: Column label of every row field a table can show (higher is better unless in :data:`LOWER_IS_BETTER`).
 METRIC_LABELS: dict[str, str] = {
     "dice": "DSC",
     "sens": "Sens.",
@@ -33,7 +33,23 @@ METRIC_LABELS: dict[str, str] = {
     "dice_pooled": "DSC (pooled)",
     "auroc": "AUROC",
     "auprc": "AUPRC",
+    # whole-volume view (benchmark.volume_metrics, test slab)
+    "vol_dice": "Subj. DSC",
+    "vol_sens": "Subj. Sens.",
+    "vol_prec": "Subj. Prec.",
+    "vol_healthy_slice_fp": "FP healthy slices",
+    "vol_healthy_subject_fp": "FP healthy subj.",
+    "vol_healthy_subject_flagged": "Healthy subj. flagged",
+    "vol_slice_auroc": "Slice AUROC",
+    "vol_slice_auprc": "Slice AUPRC",
+    "vol_lesion_sens": "Lesion sens.",
+    "vol_fp_components": "FP comp./subj.",
+    "vol_lesionwise_dice": "Lesion-wise DSC",
 }
+#: Row fields where lower is better (false-positive rates and counts): bold marks their minimum.
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"vol_healthy_slice_fp", "vol_healthy_subject_fp", "vol_healthy_subject_flagged", "vol_fp_components"}
+)
 #: The paper's Table 1 metrics per modality.
 PAPER_METRICS: tuple[str, ...] = ("dice", "sens", "prec", "ssim_paper")
 #: Cost fields of the rows, shown per (data set, modality) group after its metrics (means over seeds).
@@ -63,6 +79,7 @@ class Table:
     oracle_rows: tuple[str, ...] = ()
     oracle_note: str = "per-image oracle: thresholds or iterations chosen with the test labels"
     degenerate: pd.DataFrame = field(default_factory=pd.DataFrame)
+    lower_is_better: tuple[str, ...] = ()  # metric labels whose best value is the lowest
 
     @property
     def main_rows(self) -> list[str]:
@@ -137,13 +154,15 @@ class Table:
         flat.to_csv(path, float_format="%.4f")
 
     def best_rows(self, column: tuple[str, str]) -> list[str]:
-        """Main-block rows holding the best (highest) value of ``column`` among the non-degenerate ones
-        (empty if fewer than two such values)."""
+        """Main-block rows holding the best (highest; lowest for ``lower_is_better``) value of ``column`` among the
+        non-degenerate ones (empty if fewer than two such values)."""
         flags = self.flags[column]
         comparable = [r for r in self.main_rows if not flags[r]]
         col = self.values.loc[comparable, column]
         if column[1] not in self.bold_best or col.notna().sum() < 2:
             return []
+        if column[1] in self.lower_is_better:
+            return list(col.index[np.isclose(col.fillna(np.inf), col.min())])
         return list(col.index[np.isclose(col.fillna(-np.inf), col.max())])
 
     def _formatted(self, bold: Callable[[str], str], plus_minus: str) -> pd.DataFrame:
@@ -176,6 +195,9 @@ def comparison_table(
     oracle_protocols: Sequence[str] = (),
     oracle_methods: Sequence[str] | None = None,
     method_order: Sequence[str] | None = None,
+    degenerate_field: str = "degenerate",
+    cost_columns: Sequence[tuple[str, str]] = COST_COLUMNS,
+    caption: str | None = None,
 ) -> Table:
     """The paper's layout for one threshold protocol: methods x (data set, modality) x (metrics, then cost).
 
@@ -188,6 +210,11 @@ def comparison_table(
         oracle_protocols: rows with ``is_oracle`` and one of these protocols form the oracle block.
         oracle_methods: method keys (``method_key``) allowed in the oracle block; None = all.
         method_order: method keys in the order of the rows (others follow in order of appearance).
+        degenerate_field: the row field that flags a degenerate segmentation (``vol_degenerate`` for the
+            whole-volume view).
+        cost_columns: (row field, label) cost columns after each group's metrics.
+        caption: the caption's description of what is shown (default: the slice view's); the table adds its
+            notes (oracle, degenerate) after it.
     """
     unknown = [m for m in metrics if m not in METRIC_LABELS]
     if unknown:
@@ -200,7 +227,7 @@ def comparison_table(
     unavailable = rows[rows["status"] == "unavailable"]
     labels = list(dict.fromkeys([*rows[rows["protocol"].isna() | (rows["protocol"] == protocol)]["method_label"]]))
     oracle_labels = list(dict.fromkeys(oracle["_label"]))
-    labels_per_group = [METRIC_LABELS[m] for m in metrics] + [label for _, label in COST_COLUMNS]
+    labels_per_group = [METRIC_LABELS[m] for m in metrics] + [label for _, label in cost_columns]
     columns = pd.MultiIndex.from_tuples([(_group_name(g, datasets), c) for g in groups for c in labels_per_group])
     values = pd.DataFrame(np.nan, index=labels + oracle_labels, columns=columns, dtype=float)
     frames = {"values": values, "std": values.copy(), "lo": values.copy(), "hi": values.copy(),
@@ -209,9 +236,11 @@ def comparison_table(
     for frame in (main, oracle):
         for (label, ds, modality), cell in frame.groupby(["_label", "dataset", "modality"], sort=False):
             if (ds, modality) in groups:
-                several_seeds |= _fill_cell(frames, label, _group_name((ds, modality), datasets), cell, metrics)
+                group = _group_name((ds, modality), datasets)
+                several_seeds |= _fill_cell(frames, label, group, cell, metrics, degenerate_field, cost_columns)
     spread = {"std": frames["std"]} if several_seeds else {"lo": frames["lo"], "hi": frames["hi"]}
-    caption = _caption(main if len(main) else rows, protocol, datasets, unavailable, several_seeds)
+    if caption is None:
+        caption = _caption(main if len(main) else rows, protocol, datasets, unavailable, several_seeds)
     if oracle_labels:
         caption += f" {ORACLE_MARK}: oracle rows ({', '.join(oracle_protocols)}) use the test labels per image."
     if frames["degenerate"].to_numpy().any():
@@ -219,17 +248,24 @@ def comparison_table(
     return Table(
         values, caption, tuple(METRIC_LABELS[m] for m in metrics), spread, tuple(oracle_labels),
         degenerate=frames["degenerate"],
+        lower_is_better=tuple(METRIC_LABELS[m] for m in metrics if m in LOWER_IS_BETTER),
     )  # fmt: skip
 
 
 def _fill_cell(
-    frames: dict[str, pd.DataFrame], label: str, group: str, cell: pd.DataFrame, metrics: Sequence[str]
+    frames: dict[str, pd.DataFrame],
+    label: str,
+    group: str,
+    cell: pd.DataFrame,
+    metrics: Sequence[str],
+    degenerate_field: str = "degenerate",
+    cost_columns: Sequence[tuple[str, str]] = COST_COLUMNS,
 ) -> bool:
     """Write one (row label, data set, modality) cell's rows (one per seed) into ``frames``: mean metric and
     cost values, std over seeds or the bootstrap CI, and the degenerate flag on the metric columns (set when
     any seed is degenerate). Returns whether the cell has several seeds."""
     several = cell["seed"].nunique() > 1
-    degenerate = _any_degenerate(cell)
+    degenerate = _any_degenerate(cell, degenerate_field)
     for metric in metrics:
         column = (group, METRIC_LABELS[metric])
         frames["values"].loc[label, column] = _mean(cell, metric)
@@ -239,17 +275,18 @@ def _fill_cell(
         elif f"{metric}_lo" in cell:
             frames["lo"].loc[label, column] = _mean(cell, f"{metric}_lo")
             frames["hi"].loc[label, column] = _mean(cell, f"{metric}_hi")
-    for field_name, column_label in COST_COLUMNS:
+    for field_name, column_label in cost_columns:
         frames["values"].loc[label, (group, column_label)] = _mean(cell, field_name)
     return several
 
 
-def _any_degenerate(cell: pd.DataFrame) -> bool:
-    """Whether any row of ``cell`` is degenerate. Rows stored before the ``degenerate`` field existed fall back
-    to their global threshold's grid-edge flag (``oracle_per_image``'s flag only says one image hit an edge)."""
+def _any_degenerate(cell: pd.DataFrame, field_name: str = "degenerate") -> bool:
+    """Whether any row of ``cell`` is degenerate (``field_name``). Rows stored before the ``degenerate`` field
+    existed fall back to their global threshold's grid-edge flag (``oracle_per_image``'s flag only says one image
+    hit an edge)."""
 
     def degenerate(row: pd.Series) -> bool:
-        flag = row.get("degenerate")
+        flag = row.get(field_name)
         if pd.notna(flag):
             return bool(flag)
         edge = row.get("at_grid_edge")

@@ -16,7 +16,7 @@ METHOD_CONFIG_DIR = Path(CONFIG_DIR) / "method"
 
 def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
     """The config with outputs in ``out``, data and slice cache in the session-wide ``data_dir`` (generated
-    once), 6 synthetic subjects at 32 px, no progress bars and 50 bootstrap resamples (CI widths are not under
+    once), 6 synthetic lesion subjects and 1 healthy one at 32 px, no progress bars and 50 bootstrap resamples (CI widths are not under
     test there; 1000 resamples cost about a second a cell); ``overrides`` come last and win."""
     base = [
         f"paths.output={out}",
@@ -24,6 +24,7 @@ def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
         f"paths.cache={data_dir / 'slice_cache'}",
         "bootstrap_samples=50",
         f"dataset.synthetic.n_subjects={TINY_SYNTHETIC_SUBJECTS}",
+        "dataset.synthetic.n_healthy_subjects=1",
         "dataset.image_size=32",
         "dataset.split_fractions=[0.5,0.17,0.33]",
         "progress=false",

@@ -277,7 +277,7 @@ def test_second_load_reads_no_nifti_and_changed_files_are_reread(tmp_path, monke
     config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33))
     first = load_splits(config, progress=False)
     files = sorted(p.name for p in (tmp_path / "cache").iterdir())
-    sets = ("train", "val", "val_labelled", "test")
+    sets = ("train", "val", "val_labelled", "test_slab")
     assert files == sorted(f"brats__{s}__{config.preprocess_hash()}.pt" for s in sets)
 
     reads = []
