@@ -99,8 +99,19 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
         split_seed=int(d.split_seed),
         cache_dir=Path(cfg.paths.cache),
         max_subjects=d.get("max_subjects"),
+        orientation=d.get("orientation", "reorient"),
+        label_map=_label_map(d.get("label_map")),
         name=d.name,
     )
+
+
+def _label_map(raw: Any) -> tuple[tuple[Any, Any], ...] | None:
+    """``dataset.label_map`` as the pairs :class:`DatasetConfig` holds (the loader checks their values)."""
+    if not raw:
+        return None
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"dataset.label_map={raw!r}; expected a mapping {{raw label value: new value}}, e.g. {{4:1}}")
+    return tuple((key, raw[key]) for key in raw)
 
 
 def experiment_sweep(cfg: DictConfig) -> Sweep | None:

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Literal
 
 Layout = Literal["brats", "brats2023", "atlas", "isles"]
+OrientationMode = Literal["reorient", "error"]
+LabelMap = tuple[tuple[int, int], ...]
+"""``DatasetConfig.label_map``: (raw value, new value) pairs, any order (a dict would make the frozen config
+unhashable)."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,11 @@ class DatasetConfig:
             without it a deterministic split with ``split_fractions`` and ``split_seed``.
         cache_dir: where pre-processed slices are cached (one file per split and config hash).
         max_subjects: use only the first N subjects in sorted order (quick runs); None = all.
+        orientation: a volume whose voxel axes are not in the release's orientation (e.g. a copy reoriented to
+            RAS): ``reorient`` it on loading (flips and axis swaps, no resampling) or stop with an ``error``
+            (:mod:`datasets.orientation`). Not in :meth:`preprocess_hash`: slices come out the same either way.
+        label_map: (raw label value, new value) pairs applied to every label volume before its values are
+            checked, e.g. ``((4, 1),)``; the new values are the layout's (0 = background). None = as on disk.
     """
 
     layout: Layout
@@ -48,6 +57,8 @@ class DatasetConfig:
     split_seed: int = 0
     cache_dir: Path | None = None
     max_subjects: int | None = None
+    orientation: OrientationMode = "reorient"
+    label_map: LabelMap | None = None
     name: str = field(default="")  # display name; defaults to the layout
 
     @property
@@ -57,14 +68,18 @@ class DatasetConfig:
     def preprocess_hash(self) -> str:
         """Short hash of every field that changes the pre-processed slices (not paths to caches).
 
-        ``eval_slice_step`` enters only when it thins the splits (> 1), so caches, checkpoints and results
-        written before the field existed keep their hash.
+        ``eval_slice_step`` enters only when it thins the splits (> 1) and ``label_map`` only when set, so
+        caches, checkpoints and results written before those fields existed keep their hash.
         """
         payload = asdict(self)
-        payload.pop("cache_dir")
-        payload.pop("name")
+        for unused in ("cache_dir", "name", "orientation"):
+            payload.pop(unused)
         if self.eval_slice_step == 1:
             payload.pop("eval_slice_step")
+        if self.label_map:
+            payload["label_map"] = sorted(([str(raw), str(new)] for raw, new in self.label_map))
+        else:
+            payload.pop("label_map")
         payload["root"] = str(Path(self.root).resolve())
         payload["split_file"] = str(self.split_file) if self.split_file else None
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
