@@ -30,7 +30,7 @@ def check_label_map(label_map: Sequence[object] | None, layout: Layout) -> dict[
         if not _is_int(raw):
             raise DatasetError(
                 f"dataset.label_map: key {raw!r} is not an integer; expected {{raw label value: new value}}, "
-                "e.g. dataset.label_map={4: 1}"
+                "e.g. 'dataset.label_map={4: 1}'"
             )
         if not (_is_int(new) and new in layout.label_values):
             raise DatasetError(
@@ -70,6 +70,6 @@ def check_label_values(label: np.ndarray, path: Path, layout: Layout, mapped: bo
     hint = label_scheme_hint({int(v) for v in values}, layout)
     offer = ", ".join(f"{int(v)}: 1" for v in bad)
     raise DatasetError(
-        message + (f" ({hint})" if hint else "") + f"; or map them with dataset.label_map, e.g. "
-        f"dataset.label_map={{{offer}}} (raw value: value of the label set)"
+        message + (f" ({hint})" if hint else "") + f"; to keep this layout, map them with dataset.label_map, "
+        f"e.g. 'dataset.label_map={{{offer}}}' (raw value: value of the label set)"
     )

@@ -1,8 +1,9 @@
 """Public entry point of the data side: :func:`load_splits` reads BraTS 2021, ATLAS v2.0 or ISLES 2015
 from a user's folder and returns pre-processed, cached :class:`~datasets.slices.Splits`.
 
-Per subject: find its files (:mod:`datasets.layouts`), read and check every volume (:func:`read_volume`,
-:func:`read_subject`), brain mask and normalisation at raw resolution, pick the split's slices in
+Per subject: find its files (:mod:`datasets.layouts`), read and check every volume in its release's
+orientation (:func:`read_volume`, :func:`read_subject`, :mod:`datasets.orientation`), map and check the label
+values (:mod:`datasets.labels`), brain mask and normalisation at raw resolution, pick the split's slices in
 ``slice_range``, resize with area averaging (:mod:`datasets.preprocess`). Train and val keep healthy
 slices only, test keeps lesion slices, and the validation subjects' lesion slices form a fourth set,
 ``val_labelled`` (protocol.md §7), selected like the test split's. The result is cached per slice set

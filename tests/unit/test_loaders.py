@@ -647,7 +647,7 @@ def test_label_value_errors_name_the_release_the_values_look_like(tmp_path) -> N
 
 
 def _copy_dataset(source: Path, target: Path, change) -> None:
-    """``source`` copied to ``target`` file by file, ``change(src, dst)`` writing each NIfTI volume (or None to copy)."""
+    """``source`` copied to ``target`` volume by volume: ``change(src, dst)`` writes one, or returns None to copy."""
     for src in sorted(source.rglob("*.nii*")):
         dst = target / src.relative_to(source)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -777,8 +777,10 @@ def test_label_map_maps_raw_values_before_the_check(brats, tmp_path) -> None:
     as_2023 = _brats_labels_replaced(tmp_path, lambda d: np.where(d == 4, 3, d))
     with pytest.raises(DatasetError) as error:
         load_splits(make_config("brats", as_2023, tmp_path / "a"), progress=False)
-    assert "BraTS 2023 scheme? use dataset=brats2023); or map them with dataset.label_map, e.g. " in str(error.value)
-    assert "dataset.label_map={3: 1}" in str(error.value)
+    assert (
+        "BraTS 2023 scheme? use dataset=brats2023); to keep this layout, map them with dataset.label_map, e.g. "
+        "'dataset.label_map={3: 1}' (raw value: value of the label set)"
+    ) in str(error.value)
 
     reference = load_splits(make_config("brats", root, tmp_path / "b"), progress=False)
     back = load_splits(make_config("brats", as_2023, tmp_path / "c", label_map=((3, 4),)), progress=False)
@@ -819,7 +821,7 @@ def test_label_map_enhancing_and_necrosis_only_drops_oedema(brats, tmp_path) -> 
         (((4,),), r"dataset\.label_map: entry \(4,\); expected \(raw value, new value\) pairs"),
     ],
 )
-def test_bad_label_maps_are_refused_before_any_volume_is_read(label_map, expected, brats, tmp_path, monkeypatch) -> None:
+def test_bad_label_maps_are_refused_before_any_volume_is_read(label_map, expected, brats, tmp_path, monkeypatch):
     root, _ = brats
     monkeypatch.setattr(datasets.loader, "read_volume", lambda path: pytest.fail(f"read {path}"))
     with pytest.raises(DatasetError, match=expected):
