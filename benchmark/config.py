@@ -101,6 +101,8 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
         cache_dir=Path(cfg.paths.cache),
         max_subjects=d.get("max_subjects"),
         test_only_subjects=tuple(str(s) for s in d.get("test_only_subjects") or ()) + _synthetic_healthy_ids(cfg),
+        orientation=d.get("orientation", "reorient"),
+        label_map=_label_map(d.get("label_map")),
         name=d.name,
     )
 
@@ -119,6 +121,15 @@ def _synthetic_healthy_ids(cfg: DictConfig) -> tuple[str, ...]:
     """The synthetic set's lesion-free subjects, which go to test (none for real data)."""
     synthetic = synthetic_config(cfg)
     return () if synthetic is None else tuple(healthy_subject_ids(synthetic))
+
+
+def _label_map(raw: Any) -> tuple[tuple[Any, Any], ...] | None:
+    """``dataset.label_map`` as the pairs :class:`DatasetConfig` holds (the loader checks their values)."""
+    if not raw:
+        return None
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"dataset.label_map={raw!r}; expected a mapping {{raw label value: new value}}, e.g. {{4:1}}")
+    return tuple((key, raw[key]) for key in raw)
 
 
 def experiment_sweep(cfg: DictConfig) -> Sweep | None:

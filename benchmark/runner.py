@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,12 +49,12 @@ from benchmark.schema import (
     stored_test_slab_of,
     stored_test_split,
 )
+from benchmark.store import ResultsStore
 from benchmark.volume_metrics import (
     DEFAULT_DETECTION_OVERLAP,
     DEFAULT_MIN_COMPONENT_VOXELS,
     DEFAULT_SLICE_SCORE_PERCENTILE,
 )
-from benchmark.store import ResultsStore
 from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
@@ -327,9 +328,7 @@ def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: Cel
     if not options.volume.enabled or splits.test_slab is None or splits.test_view is None:
         return CellPredictions(test, stats, val, labelled)
     rest_positions = sorted(set(range(len(splits.test_slab))) - set(splits.test_view))
-    rest = predict_split(
-        method, splits.test_slab.subset(rest_positions), batch, options.progress, f"{label} test slab"
-    )
+    rest = predict_split(method, splits.test_slab.subset(rest_positions), batch, options.progress, f"{label} test slab")
     slab = assemble_predictions([(splits.test_view, test), (rest_positions, rest)], len(splits.test_slab))
     return CellPredictions(test, stats, val, labelled, rest, slab)
 
@@ -370,7 +369,7 @@ def write_cell(
     results: list[ProtocolResult],
     predictions: CellPredictions,
     splits: Splits,
-    slab_results: list[SlabResult] = (),  # type: ignore[assignment]
+    slab_results: Sequence[SlabResult] = (),
 ) -> None:
     """One row per protocol (with its whole-volume fields), the per-image and per-subject records and the maps /
     segmentations, as one store write."""

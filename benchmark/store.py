@@ -72,9 +72,7 @@ class ResultsStore:
                 atomic_write(self.per_image_dir / f"{cell}.parquet", lambda f: per_image.to_parquet(f, index=False))
             if per_subject is not None:
                 self.per_subject_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write(
-                    self.per_subject_dir / f"{cell}.parquet", lambda f: per_subject.to_parquet(f, index=False)
-                )
+                atomic_write(self.per_subject_dir / f"{cell}.parquet", lambda f: per_subject.to_parquet(f, index=False))
             self.rows_dir.mkdir(parents=True, exist_ok=True)
             atomic_write(self.rows_dir / f"{cell}.json", lambda f: f.write(payload.encode()))
 

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Literal
 
 Layout = Literal["brats", "brats2023", "atlas", "isles"]
+OrientationMode = Literal["reorient", "error"]
+LabelMap = tuple[tuple[int, int], ...]
+"""``DatasetConfig.label_map``: (raw value, new value) pairs, any order (a dict would make the frozen config
+unhashable)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,11 @@ class DatasetConfig:
         test_only_subjects: ids always assigned to test and left out of the seeded split (or required to be
             in no other split of a split file): e.g. healthy control subjects, such as the built-in synthetic
             set's lesion-free subjects, that the whole-volume evaluation scores for false positives.
+        orientation: a volume whose voxel axes are not in the release's orientation (e.g. a copy reoriented to
+            RAS): ``reorient`` it on loading (flips and axis swaps, no resampling) or stop with an ``error``
+            (:mod:`datasets.orientation`). Not in :meth:`preprocess_hash`: slices come out the same either way.
+        label_map: (raw label value, new value) pairs applied to every label volume before its values are
+            checked, e.g. ``((4, 1),)``; the new values are the layout's (0 = background). None = as on disk.
     """
 
     layout: Layout
@@ -52,6 +61,8 @@ class DatasetConfig:
     cache_dir: Path | None = None
     max_subjects: int | None = None
     test_only_subjects: tuple[str, ...] = ()
+    orientation: OrientationMode = "reorient"
+    label_map: LabelMap | None = None
     name: str = field(default="")  # display name; defaults to the layout
 
     @property
@@ -61,16 +72,21 @@ class DatasetConfig:
     def preprocess_hash(self) -> str:
         """Short hash of every field that changes the pre-processed slices (not paths to caches).
 
-        ``eval_slice_step`` enters only when it thins the splits (> 1), and ``test_only_subjects`` only when it
-        names a subject, so caches, checkpoints and results written before the fields existed keep their hash.
+        ``eval_slice_step`` enters only when it thins the splits (> 1), ``test_only_subjects`` only when it names
+        a subject and ``label_map`` only when set, so caches, checkpoints and results written before those fields
+        existed keep their hash.
         """
         payload = asdict(self)
-        payload.pop("cache_dir")
-        payload.pop("name")
+        for unused in ("cache_dir", "name", "orientation"):
+            payload.pop(unused)
         if self.eval_slice_step == 1:
             payload.pop("eval_slice_step")
         if not self.test_only_subjects:
             payload.pop("test_only_subjects")
+        if self.label_map:
+            payload["label_map"] = sorted(([str(raw), str(new)] for raw, new in self.label_map))
+        else:
+            payload.pop("label_map")
         payload["root"] = str(Path(self.root).resolve())
         payload["split_file"] = str(self.split_file) if self.split_file else None
         blob = json.dumps(payload, sort_keys=True, default=str).encode()

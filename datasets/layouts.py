@@ -53,6 +53,7 @@ class Layout(ABC):
     label_values: ClassVar[frozenset[int]]  # every value a label volume may hold
     subject_pattern: ClassVar[str]  # how a subject looks on disk, for messages
     brain_rule: ClassVar[str] = "first modality > 0"  # how the brain mask is made, for messages
+    orientation: ClassVar[str]  # nibabel axis codes of the release's voxel axes (datasets/orientation.py)
 
     def check_modalities(self, modalities: Sequence[str]) -> None:
         if not modalities:
@@ -128,8 +129,9 @@ def _files_in(folder: Path) -> list[Path]:
 class BratsLayout(Layout):
     """BraTS 2021: ``<root>/BraTS2021_XXXXX/BraTS2021_XXXXX_{flair,t1,t1ce,t2,seg}.nii.gz``.
 
-    Skull-stripped; brain mask = first modality > 0; per volume and modality ``6x/U - 3``
-    (:func:`~datasets.preprocess.normalise_p90`). Labels {0, 1, 2, 4}, merged to lesion = seg > 0.
+    Skull-stripped; brain mask = first modality > 0; per volume and modality ``6x/U - 3`` with U over that
+    mask, background -3 (:func:`~datasets.preprocess.normalise_p90`). Labels {0, 1, 2, 4}, merged to
+    lesion = seg > 0. Voxel axes LPS, as released (an ``[[-1, 0, 0], [0, -1, 0], [0, 0, 1]]`` affine).
     Later releases of the BraTS family differ only in naming and label values: subclasses set
     ``_subject_dir``, ``_separator``, ``_file_suffix`` and ``label_values``.
     """
@@ -139,6 +141,7 @@ class BratsLayout(Layout):
     modalities = ("flair", "t1", "t1ce", "t2")
     label_values = frozenset({0, 1, 2, 4})
     subject_pattern = "subject folders <root>/BraTS2021_XXXXX/"
+    orientation = "LPS"
     _subject_dir = re.compile(r"BraTS2021_\d+", re.IGNORECASE)
     _separator: ClassVar[str] = "_"  # between the subject id and the file suffix
     _file_suffix: ClassVar[dict[str, str]] = {"flair": "flair", "t1": "t1", "t1ce": "t1ce", "t2": "t2", "seg": "seg"}
@@ -157,7 +160,7 @@ class BratsLayout(Layout):
         return SubjectFiles(subject, images, find("seg", f"label (seg) of {subject}"))
 
     def normalise(self, volume: np.ndarray, brain: np.ndarray, source: str) -> np.ndarray:
-        return normalise_p90(volume, source)
+        return normalise_p90(volume, brain, source)
 
 
 class Brats2023Layout(BratsLayout):
@@ -184,7 +187,7 @@ class AtlasLayout(Layout):
 
     Not skull-stripped: the brain mask is the MNI152 2009a symmetric template brain mask
     (:data:`~datasets.preprocess.MNI152_BRAIN_MASK`, resampled to the volume's grid if that differs);
-    T1 is z-scored inside it and everything outside set to -3. Labels {0, 1}.
+    T1 is z-scored inside it and everything outside set to -3. Labels {0, 1}. Voxel axes RAS, the template's.
     ATLAS_2/Testing has no public masks: point the root at ``ATLAS_2/Training``.
     """
 
@@ -194,6 +197,7 @@ class AtlasLayout(Layout):
     label_values = frozenset({0, 1})
     subject_pattern = ".../sub-XXX/ses-1/anat/sub-XXX_ses-1_space-MNI152NLin2009aSym_T1w.nii.gz files"
     brain_rule = "MNI152 template brain mask on this volume's grid: is it in MNI152NLin2009aSym space?"
+    orientation = "RAS"
     _space = "space-MNI152NLin2009aSym"
     _t1w = re.compile(rf"(sub-[A-Za-z0-9]+)_(ses-[A-Za-z0-9]+)_{_space}_T1w{NII}", re.IGNORECASE)
 
@@ -245,7 +249,8 @@ class IslesLayout(Layout):
     (``VSD.Brain_3more.XX.O.OT.<id>/...``). Files are searched anywhere below ``<root>/<n>/``.
 
     Skull-stripped; brain mask = first modality > 0; every modality z-scored inside that shared mask,
-    background -3. Labels {0, 1}.
+    background -3. Labels {0, 1}. Voxel axes LPS, assumed: SISS was converted from ITK
+    MetaImage, whose identity direction is LPS (the synthetic ISLES layout writes the same).
     """
 
     key = "isles"
@@ -253,6 +258,7 @@ class IslesLayout(Layout):
     modalities = ("flair", "t1", "t2", "dwi")
     label_values = frozenset({0, 1})
     subject_pattern = "numbered subject folders <root>/<n>/ holding VSD.Brain.XX.O.MR_<modality>.<id>.nii"
+    orientation = "LPS"
     _file_tag = {"flair": "Flair", "t1": "T1", "t2": "T2", "dwi": "DWI"}
 
     def _find_subjects(self, root: Path) -> dict[str, Path]:

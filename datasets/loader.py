@@ -1,8 +1,9 @@
 """Public entry point of the data side: :func:`load_splits` reads BraTS 2021, ATLAS v2.0 or ISLES 2015
 from a user's folder and returns pre-processed, cached :class:`~datasets.slices.Splits`.
 
-Per subject: find its files (:mod:`datasets.layouts`), read and check every volume (:func:`read_volume`,
-:func:`read_subject`), brain mask and normalisation at raw resolution, pick the split's slices in
+Per subject: find its files (:mod:`datasets.layouts`), read and check every volume in its release's
+orientation (:func:`read_volume`, :func:`read_subject`, :mod:`datasets.orientation`), map and check the label
+values (:mod:`datasets.labels`), brain mask and normalisation at raw resolution, pick the split's slices in
 ``slice_range``, resize with area averaging (:mod:`datasets.preprocess`). Train and val keep healthy
 slices only. Every test subject contributes its whole *slab* (``test_slab``: every ``eval_slice_step``-th brain
 slice of the range, lesion or not; healthy test subjects included), and the paper protocol's test slices
@@ -30,7 +31,9 @@ from tqdm.auto import tqdm
 from datasets.cache import cache_path, content_hash, load_slices, save_slices, source_fingerprint
 from datasets.config import DatasetConfig
 from datasets.errors import DatasetError
-from datasets.layouts import Layout, SubjectFiles, get_layout, label_scheme_hint
+from datasets.labels import apply_label_map, check_label_map, check_label_values
+from datasets.layouts import Layout, SubjectFiles, get_layout
+from datasets.orientation import ORIENTATION_MODES, to_orientation
 from datasets.preprocess import select_slices, slab_slices, slices_to_tensors
 from datasets.slices import SliceSet, Splits
 from datasets.splits import SPLIT_NAMES, assign_subjects
@@ -142,6 +145,9 @@ def _check_config(config: DatasetConfig, layout: Layout) -> None:
         raise DatasetError(f"test_slices={config.test_slices!r}; expected 'largest' or 'all'")
     if not isinstance(config.eval_slice_step, int) or config.eval_slice_step < 1:
         raise DatasetError(f"eval_slice_step={config.eval_slice_step!r}; expected a positive integer")
+    if config.orientation not in ORIENTATION_MODES:
+        raise DatasetError(f"orientation={config.orientation!r}; expected one of {list(ORIENTATION_MODES)}")
+    check_label_map(config.label_map, layout)
 
 
 @dataclass(frozen=True)
@@ -171,42 +177,45 @@ def read_volume(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def read_subject(layout: Layout, files: SubjectFiles, config: DatasetConfig) -> SubjectVolumes:
-    """Read and check every volume of a subject, then brain mask and normalisation."""
+    """Read and check every volume of a subject in the release's orientation (:mod:`datasets.orientation`),
+    check they share one grid, map and check the label values, then brain mask and normalisation."""
     first = files.images[0]
-    raw, affines = [], []
-    for path in files.images:
-        data, affine = read_volume(path)
-        raw.append(data)
-        affines.append(affine)
-    label, _ = read_volume(files.label)
-    shape = raw[0].shape
-    for path, data in zip(files.paths[1:], [*raw[1:], label]):
+    volumes = [_read_oriented(path, layout, config) for path in files.paths]
+    shape = volumes[0][0].shape
+    for path, (data, _) in zip(files.paths[1:], volumes[1:]):
         if data.shape != shape:
             raise DatasetError(
-                f"{path}: shape {data.shape} differs from {first} {shape}; expected every modality and the "
-                f"label of subject {files.subject} on one voxel grid"
+                f"{path}: shape {data.shape} differs from {first} {shape} (both in {layout.orientation} orientation); "
+                f"expected every modality and the label of subject {files.subject} on one voxel grid"
             )
-    allowed = layout.label_values
-    valid = np.isin(label, np.array(sorted(allowed), dtype=np.float32))
-    if not valid.all():
-        bad = np.unique(label[~valid])[:5].tolist()
-        values = np.unique(label)
-        integer = bool(np.all(values == np.round(values)))
-        hint = label_scheme_hint({int(v) for v in values}, layout) if integer else ""
-        raise DatasetError(
-            f"{files.label}: label values {bad} outside the {layout.title} label set {sorted(allowed)}"
-            + (f" ({hint})" if hint else "")
-        )
+    raw = [data for data, _ in volumes[:-1]]
+    mapping = check_label_map(config.label_map, layout)
+    label = apply_label_map(volumes[-1][0], mapping)
+    check_label_values(label, files.label, layout, mapped=bool(mapping))
     stop = config.slice_range[1]
     if shape[2] < stop:
         raise DatasetError(
             f"{first}: {shape[2]} axial slices; expected at least {stop} for slice_range {tuple(config.slice_range)}"
         )
-    brain = layout.brain_mask(raw[0], affines[0])
+    brain = layout.brain_mask(raw[0], volumes[0][1])
     if not brain.any():
         raise DatasetError(f"{first}: empty brain mask ({layout.brain_rule}); expected a brain in the volume")
     images = [layout.normalise(data, brain, str(path)) for path, data in zip(files.images, raw)]
     return SubjectVolumes(images, brain, label > 0)
+
+
+def _read_oriented(path: Path, layout: Layout, config: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_volume` with the voxel axes in the layout's orientation, or an error (``config.orientation``)."""
+    data, affine = read_volume(path)
+    return to_orientation(
+        data,
+        affine,
+        path,
+        expected=layout.orientation,
+        release=layout.title,
+        mode=config.orientation,
+        dataset=f"{config.display_name} ({config.root})",
+    )
 
 
 class SubjectSlices(NamedTuple):

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 BACKGROUND = -3.0
 """Value of every non-brain pixel after normalisation, for every dataset.
 
-BraTS gets it from ``6x/U - 3`` at x = 0. ATLAS and ISLES are z-scored inside the brain and their
-background is *set* to the same -3, so that every method sees one background value on every dataset
+Every layout *sets* it outside the subject's brain mask, for every modality: for BraTS it equals ``6x/U - 3``
+at x = 0, ATLAS and ISLES are z-scored inside the brain, so that every method sees one background value on
+every dataset
 (baselines.md assumes "background -3"). Very dark brain voxels (CSF, chronic stroke cavities on T1)
 can have z < -3, i.e. lie below the background value; that is harmless because every anomaly map and
 metric is restricted to the brain mask.
@@ -44,20 +45,28 @@ symmetric release, the space ATLAS is registered to. Offline; no download.
 """
 
 
-def normalise_p90(volume: np.ndarray, source: str = "volume") -> np.ndarray:
-    """BraTS normalisation of one modality volume: ``x' = 6 x / U - 3``.
+def normalise_p90(volume: np.ndarray, brain: np.ndarray, source: str = "volume") -> np.ndarray:
+    """BraTS normalisation of one modality volume: ``x' = 6 x / U - 3`` inside ``brain``, :data:`BACKGROUND`
+    outside.
 
-    U is the 90th percentile (numpy's linear interpolation) of the volume's own brain voxels (x > 0),
-    so the background (x = 0) becomes -3 and the brain's 90th percentile +3. No clipping: bright
-    lesions exceed +3.
+    U is the 90th percentile (numpy's linear interpolation) of the volume's voxels in the subject's brain
+    mask (the first modality > 0), so the brain's 90th percentile becomes +3. No clipping: bright lesions
+    exceed +3. Setting the background from the mask, not from ``6 * 0 / U - 3``, gives every modality the
+    same -3 even where its background is not 0 (e.g. -1024); on data with background 0 in every modality
+    (the BraTS releases, the synthetic set) both are the same numbers.
     """
-    brain = volume[volume > 0]
-    if brain.size == 0:
+    values = volume[brain]
+    if values.size == 0:
+        raise DatasetError(f"{source}: the brain mask is empty; expected brain voxels to normalise")
+    u = float(np.percentile(values, 90))
+    if not u > 0:
         raise DatasetError(
-            f"{source}: no voxel > 0; expected a skull-stripped volume with background 0 and positive brain intensities"
+            f"{source}: 90th percentile {u:g} inside the brain mask; expected positive brain intensities "
+            "(a skull-stripped volume)"
         )
-    u = float(np.percentile(brain, 90))
-    return (volume * np.float32(6.0 / u) - np.float32(3.0)).astype(np.float32, copy=False)
+    out = (volume * np.float32(6.0 / u) - np.float32(3.0)).astype(np.float32, copy=False)
+    out[~brain] = BACKGROUND
+    return out
 
 
 def normalise_zscore(volume: np.ndarray, brain: np.ndarray, source: str = "volume") -> np.ndarray:
@@ -137,7 +146,9 @@ def select_slices(
     return [start + int(i) for i in keep[::step]]
 
 
-def slab_slices(brain: np.ndarray, slice_range: tuple[int, int], step: int = 1, include: Sequence[int] = ()) -> list[int]:
+def slab_slices(
+    brain: np.ndarray, slice_range: tuple[int, int], step: int = 1, include: Sequence[int] = ()
+) -> list[int]:
     """Axial indices z of a test subject's *slab*: every ``step``-th slice of ``[start, stop)`` with a brain
     voxel, lesion or not, plus the slices in ``include`` (the subject's paper-protocol view, so that it is a
     subset of the slab and is predicted once).

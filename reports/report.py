@@ -204,11 +204,19 @@ def _volume_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSet
             table = volume.volume_table(with_volume, protocol, dataset, modalities, settings.method_order)
             stem = f"volume__{dataset}__{protocol}"
             write_table(table, out_dir, stem)
-            lines += [f"### {dataset} — whole volume — {protocol}", "", table.to_markdown(), _links(stem, ("md", "tex", "csv")), ""]  # noqa: E501
+            lines += [
+                f"### {dataset} — whole volume — {protocol}",
+                "",
+                table.to_markdown(),
+                _links(stem, ("md", "tex", "csv")),
+                "",
+            ]  # noqa: E501
         main = with_volume[(with_volume["dataset"] == dataset) & (with_volume["protocol"] == settings.table_protocol)]
         if main.empty or per_subject.empty:
             continue
-        subjects = per_subject[per_subject["cell"].isin(main["cell"]) & (per_subject["protocol"] == settings.table_protocol)]
+        subjects = per_subject[
+            per_subject["cell"].isin(main["cell"]) & (per_subject["protocol"] == settings.table_protocol)
+        ]
         paths = volume.per_subject_dice_figure(subjects, main, out_dir / "figures", f"subject_dice__{dataset}")
         lines += _figure_lines(f"Per-subject Dice (slab, {settings.table_protocol}) — {dataset}", paths, out_dir)
         for modality in modalities:

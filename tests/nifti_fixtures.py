@@ -4,6 +4,8 @@ Every volume is ``SHAPE`` = 48x48x24. Subject ``i`` has square lesions of known 
 (:func:`lesion_slices`): areas 9, 36 and 16 voxels on z = 6+i, 9+i and 12+i, so its largest-lesion
 slice is z = 9+i. BraTS and ISLES brains are a disk of radius 17.5 (soft edges after resizing) on a
 zero background; the ATLAS head fills the whole volume (bright "skull" outside the template brain).
+Headers carry each release's orientation: BraTS and ISLES voxel axes LPS (:data:`LPS_AFFINE`), ATLAS RAS
+(:data:`ATLAS_AFFINE`); :func:`reoriented_copy` writes a user's reoriented copy of a volume.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ ISLES_TAGS = {"flair": "Flair", "t1": "T1", "t2": "T2", "dwi": "DWI"}
 LESION_CORNER = (20, 26)  # first voxel (x, y) of every square lesion
 ATLAS_SPACE = "space-MNI152NLin2009aSym"
 # the 48x48x24 fixture grid spans the MNI152NLin2009aSym 1 mm box (197x233x189 from (-98, -134, -72) mm)
+# BraTS headers (and ISLES, converted from ITK): voxel x towards the patient's left, y towards posterior (LPS)
+LPS_AFFINE = np.array([[-1.0, 0, 0, 0], [0, -1.0, 0, SHAPE[1] - 1.0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
 ATLAS_AFFINE = np.array([[197 / 48, 0, 0, -98.0], [0, 233 / 48, 0, -134.0], [0, 0, 189 / 24, -72.0], [0, 0, 0, 1]])
 
 
@@ -73,8 +77,8 @@ def write_brats(root: Path, n: int = 6, seed: int = 0) -> list[str]:
     for i, (images, seg) in enumerate(_brats_subjects(n, seed)):
         sid = f"BraTS2021_{i:05d}"
         for modality, image in images.items():
-            write_nifti(root / sid / f"{sid}_{modality}.nii.gz", image)
-        write_nifti(root / sid / f"{sid}_seg.nii.gz", seg)
+            write_nifti(root / sid / f"{sid}_{modality}.nii.gz", image, LPS_AFFINE)
+        write_nifti(root / sid / f"{sid}_seg.nii.gz", seg, LPS_AFFINE)
         ids.append(sid)
     return ids
 
@@ -95,8 +99,8 @@ def write_brats2023(root: Path, n: int = 6, seed: int = 0, prefix: str = "BraTS-
     ids = []
     for i, (images, seg) in enumerate(_brats_subjects(n, seed)):
         for modality, image in images.items():
-            write_nifti(brats2023_file(root, i, BRATS2023_SUFFIX[modality], prefix), image)
-        write_nifti(brats2023_file(root, i, "seg", prefix), np.where(seg == 4, 3, seg).astype(np.uint8))
+            write_nifti(brats2023_file(root, i, BRATS2023_SUFFIX[modality], prefix), image, LPS_AFFINE)
+        write_nifti(brats2023_file(root, i, "seg", prefix), np.where(seg == 4, 3, seg).astype(np.uint8), LPS_AFFINE)
         ids.append(brats2023_file(root, i, "seg", prefix).parent.name)
     return ids
 
@@ -143,6 +147,23 @@ def write_isles(root: Path, n: int = 4, seed: int = 0) -> list[str]:
     for i in range(n):
         brain, lesion = disk_brain(), lesion_mask(lesion_slices(i))
         for tag in ISLES_TAGS.values():
-            write_nifti(isles_file(root, i, tag), _image(rng, brain, lesion))
-        write_nifti(isles_file(root, i, "OT"), lesion.astype(np.uint8))
+            write_nifti(isles_file(root, i, tag), _image(rng, brain, lesion), LPS_AFFINE)
+        write_nifti(isles_file(root, i, "OT"), lesion.astype(np.uint8), LPS_AFFINE)
     return [str(i + 1) for i in range(n)]
+
+
+def reoriented_copy(source: Path, target: Path, flip_xy: bool = False, swap_xy: bool = False) -> Path:
+    """``source`` written to ``target`` as a reorienting tool would: the voxel array with x and y reversed
+    (``flip_xy``: LPS -> RAS) and/or x and y swapped (``swap_xy``: LPS -> PLS), and the affine changed so that
+    every voxel keeps its world position (``affine @ M`` with ``M`` mapping new voxel indices to old ones)."""
+    image = nib.load(source)
+    data = np.asanyarray(image.dataobj)
+    to_old = np.eye(4)
+    if flip_xy:
+        data = data[::-1, ::-1]
+        nx, ny = data.shape[:2]
+        to_old = to_old @ np.array([[-1.0, 0, 0, nx - 1], [0, -1.0, 0, ny - 1], [0, 0, 1, 0], [0, 0, 0, 1]])
+    if swap_xy:
+        data = data.transpose(1, 0, 2)
+        to_old = to_old @ np.array([[0, 1.0, 0, 0], [1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    return write_nifti(target, np.ascontiguousarray(data), image.affine @ to_old)

@@ -16,8 +16,9 @@ METHOD_CONFIG_DIR = Path(CONFIG_DIR) / "method"
 
 def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
     """The config with outputs in ``out``, data and slice cache in the session-wide ``data_dir`` (generated
-    once), 6 synthetic lesion subjects and 1 healthy one at 32 px, no progress bars and 50 bootstrap resamples (CI widths are not under
-    test there; 1000 resamples cost about a second a cell); ``overrides`` come last and win."""
+    once), 6 synthetic lesion subjects and 1 healthy one at 32 px, no progress bars and 50 bootstrap resamples
+    (CI widths are not under test there; 1000 resamples cost about a second a cell); ``overrides`` come last
+    and win."""
     base = [
         f"paths.output={out}",
         f"paths.data={data_dir}",

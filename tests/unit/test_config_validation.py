@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 import benchmark.runner as runner
-from benchmark.config import ConfigError, method_specs, validate_config
+from benchmark.config import ConfigError, dataset_config, method_specs, validate_config
 from benchmark.runner import run_experiment
 from benchmark.schema import flatten_config
 from methods import MethodContext, create_method
@@ -171,6 +171,28 @@ def test_a_dataset_sets_method_defaults_like_the_papers_atlas_tau(dataset: str, 
     specs = {s.key: s for s in method_specs(cfg)}
     assert specs["itermask2"].params["tau_percentile"] == tau
     assert "tau_percentile" not in specs["dae_pos"].params  # other methods untouched
+
+
+@pytest.mark.parametrize(
+    ("overrides", "orientation", "label_map"),
+    [
+        ([], "reorient", None),  # the defaults declared in configs/dataset/brats.yaml
+        (["dataset.orientation=error", "dataset.label_map={1: 1, 2: 0, 4: 1}"], "error", ((1, 1), (2, 0), (4, 1))),
+        (["dataset.label_map={}"], "reorient", None),
+    ],
+)
+def test_dataset_orientation_and_label_map_reach_the_dataset_config(overrides, orientation, label_map) -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["dataset=brats", "dataset.root=/data/x", *overrides])
+    config = dataset_config(cfg)
+    assert (config.orientation, config.label_map) == (orientation, label_map)
+
+
+def test_a_label_map_that_is_not_a_mapping_is_a_config_error() -> None:
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["dataset=isles", "dataset.root=/data/x", "dataset.label_map=4"])
+    with pytest.raises(ConfigError, match=r"dataset\.label_map=4; expected a mapping \{raw label value: new value\}"):
+        dataset_config(cfg)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

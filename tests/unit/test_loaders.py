@@ -32,6 +32,7 @@ from tests.nifti_fixtures import (
     ATLAS_AFFINE,
     BRATS_MODALITIES,
     ISLES_TAGS,
+    LPS_AFFINE,
     SHAPE,
     SLICE_RANGE,
     atlas_file,
@@ -39,6 +40,7 @@ from tests.nifti_fixtures import (
     brats_file,
     isles_file,
     lesion_slices,
+    reoriented_copy,
     write_atlas,
     write_brats,
     write_brats2023,
@@ -87,7 +89,7 @@ def brats_splits(brats, tmp_path_factory):
 def test_normalise_p90_against_hand_computation() -> None:
     volume = np.zeros((4, 4, 4), dtype=np.float32)
     volume.flat[:11] = np.arange(1, 12)  # brain values 1..11: p90 (linear) = sorted[0.9 * 10] = 10
-    out = normalise_p90(volume)
+    out = normalise_p90(volume, volume > 0)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, 6 * volume / 10 - 3, atol=1e-6)
     assert np.all(out[volume == 0] == -3.0)
@@ -193,10 +195,11 @@ def test_brats_slices_match_hand_pipeline(brats, brats_splits) -> None:
     k = 5
     subject, z = train.subjects[k], train.slice_index[k]
     i = int(subject[-5:])
-    for c, modality in enumerate(BRATS_MODALITIES):
-        raw = np.asanyarray(nib.load(brats_file(root, i, modality)).dataobj).astype(np.float32)
-        np.testing.assert_allclose(train.images[k, c].numpy(), block_mean(normalise_p90(raw)[:, :, z]), atol=1e-5)
     flair = np.asanyarray(nib.load(brats_file(root, i, "flair")).dataobj)
+    for c, modality in enumerate(BRATS_MODALITIES):
+        raw = np.asanyarray(nib.load(brats_file(root, i, modality)).dataobj).astype(np.float64)
+        normalised = np.where(flair > 0, 6 * raw / np.percentile(raw[flair > 0], 90) - 3, -3.0)
+        np.testing.assert_allclose(train.images[k, c].numpy(), block_mean(normalised[:, :, z]), atol=1e-5)
     soft = block_mean((flair[:, :, z] > 0).astype(np.float32))
     np.testing.assert_allclose(train.brain[k].numpy(), soft, atol=1e-6)
     assert ((soft > 0) & (soft < 1)).any()  # the disk's edge is soft
@@ -379,7 +382,7 @@ def test_files_are_found_case_insensitively_as_nii_or_nii_gz(tmp_path) -> None:
     root = tmp_path / "data"
     write_brats(root, n=3)
     flair = brats_file(root, 1, "flair")
-    write_nifti(flair.with_name("BraTS2021_00001_FLAIR.nii"), np.asanyarray(nib.load(flair).dataobj))
+    write_nifti(flair.with_name("BraTS2021_00001_FLAIR.nii"), np.asanyarray(nib.load(flair).dataobj), LPS_AFFINE)
     flair.unlink()
     splits = load_splits(make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
     assert "BraTS2021_00001" in splits.train.subjects + splits.val.subjects + splits.test.subjects
@@ -638,3 +641,198 @@ def test_label_value_errors_name_the_release_the_values_look_like(tmp_path) -> N
         r"\(values \{[124,]+\}: BraTS 2018-2021 scheme\? use dataset=brats\)",
     ):
         load_splits(make_config("brats2023", brats2023, tmp_path / "c", **split), progress=False)
+
+
+# ---------------------------------------------------------------- copies as users have them
+
+
+def _copy_dataset(source: Path, target: Path, change) -> None:
+    """``source`` copied to ``target`` volume by volume: ``change(src, dst)`` writes one, or returns None to copy."""
+    for src in sorted(source.rglob("*.nii*")):
+        dst = target / src.relative_to(source)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if change(src, dst) is None:
+            shutil.copyfile(src, dst)
+
+
+def _reoriented(flip_xy: bool = False, swap_xy: bool = False, only: str = ""):
+    def change(src: Path, dst: Path):
+        return reoriented_copy(src, dst, flip_xy, swap_xy) if only in src.name else None
+
+    return change
+
+
+def _same_splits(a, b) -> None:
+    _same_slices(a, b)
+    torch.testing.assert_close(a.val_labelled.images, b.val_labelled.images, rtol=0, atol=0)
+    assert (a.test.subjects, a.test.slice_index, a.data_hash) == (b.test.subjects, b.test.slice_index, b.data_hash)
+
+
+def test_a_copy_reoriented_to_ras_loads_the_original_slices_and_says_so_once(brats, tmp_path, caplog) -> None:
+    root, _ = brats
+    ras = tmp_path / "ras"
+    _copy_dataset(root, ras, _reoriented(flip_xy=True))
+    image = nib.load(brats_file(ras, 0, "flair"))
+    assert nib.aff2axcodes(image.affine) == ("R", "A", "S") and nib.aff2axcodes(LPS_AFFINE) == ("L", "P", "S")
+    original = np.asanyarray(nib.load(brats_file(root, 0, "flair")).dataobj)
+    assert not np.array_equal(np.asanyarray(image.dataobj), original)  # other raw slices without reorientation
+    np.testing.assert_array_equal(np.asanyarray(image.dataobj)[::-1, ::-1], original)
+
+    reference = load_splits(make_config("brats", root, tmp_path / "a"), progress=False)
+    with caplog.at_level("INFO", logger="datasets.orientation"):
+        copy = load_splits(make_config("brats", ras, tmp_path / "b"), progress=False)
+    _same_splits(copy, reference)
+    notes = [r.getMessage() for r in caplog.records if "reoriented" in r.getMessage()]
+    assert len(notes) == 1 and "orientation RAS, reoriented to the release's LPS" in notes[0]  # 30 volumes, 1 line
+
+
+def test_orientation_error_names_the_file_and_both_orientations(brats, tmp_path) -> None:
+    root, _ = brats
+    ras = tmp_path / "ras"
+    _copy_dataset(root, ras, _reoriented(flip_xy=True, only="_t1ce"))
+    with pytest.raises(DatasetError) as error:
+        load_splits(make_config("brats", ras, tmp_path, orientation="error"), progress=False)
+    message = str(error.value)
+    assert "_t1ce.nii.gz: orientation RAS" in message and str(ras) in message
+    assert "expected LPS as BraTS 2021 is released" in message and "dataset.orientation=reorient" in message
+    with pytest.raises(DatasetError, match=r"orientation='sideways'; expected one of \['reorient', 'error'\]"):
+        load_splits(make_config("brats", ras, tmp_path, orientation="sideways"), progress=False)
+
+
+def test_a_label_in_another_orientation_than_its_images_ends_on_their_grid(brats, tmp_path) -> None:
+    root, _ = brats
+    copy = tmp_path / "pls_seg"
+    _copy_dataset(root, copy, _reoriented(swap_xy=True, only="_seg"))  # x and y swapped: PLS
+    assert nib.aff2axcodes(nib.load(brats_file(copy, 0, "seg")).affine) == ("P", "L", "S")
+    reference = load_splits(make_config("brats", root, tmp_path / "a"), progress=False)
+    _same_splits(load_splits(make_config("brats", copy, tmp_path / "b"), progress=False), reference)
+    with pytest.raises(DatasetError, match=r"_seg\.nii\.gz: orientation PLS .*expected LPS"):
+        load_splits(make_config("brats", copy, tmp_path / "c", orientation="error"), progress=False)
+
+
+def test_atlas_copy_in_lps_is_reoriented_to_the_template_ras_with_its_affine(tmp_path) -> None:
+    write_atlas(tmp_path / "orig")
+    lps = tmp_path / "lps"
+    _copy_dataset(tmp_path / "orig", lps, _reoriented(flip_xy=True))
+    assert nib.aff2axcodes(nib.load(atlas_file(lps, 0, "T1w")).affine) == ("L", "P", "S")
+    reference = load_splits(make_config("atlas", tmp_path / "orig", tmp_path / "a"), progress=False)
+    # the template brain mask follows the affine: wrong affine after the flip = another mask
+    _same_splits(load_splits(make_config("atlas", lps, tmp_path / "b"), progress=False), reference)
+
+
+def test_a_degenerate_affine_is_a_clear_error(tmp_path) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    t2 = brats_file(root, 1, "t2")
+    header = nib.Nifti1Header()
+    header.set_sform(np.diag([1.0, 0.0, 1.0, 1.0]), code="scanner")  # a zero y axis (the qform cannot hold it)
+    nib.save(nib.Nifti1Image(np.asanyarray(nib.load(t2).dataobj), None, header), t2)
+    assert nib.aff2axcodes(nib.load(t2).affine) == ("R", None, "S")
+    with pytest.raises(DatasetError, match=r"BraTS2021_00001_t2\.nii\.gz: affine .* has no orientation"):
+        load_splits(make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33)), progress=False)
+
+
+def test_normalise_p90_sets_the_background_from_the_brain_mask() -> None:
+    volume = np.full((4, 4, 4), -1024.0, dtype=np.float32)
+    brain = np.zeros((4, 4, 4), dtype=bool)
+    brain.flat[:11] = True
+    volume.flat[:11] = np.arange(1, 12)  # brain values 1..11: p90 over the brain = 10, whatever the background
+    out = normalise_p90(volume, brain)
+    np.testing.assert_allclose(out[brain], 6 * np.arange(1, 12) / 10 - 3, atol=1e-6)
+    assert np.all(out[~brain] == -3.0)  # not 6 * -1024 / 10 - 3
+    with pytest.raises(DatasetError, match=r"x\.nii: 90th percentile 0 inside the brain mask"):
+        normalise_p90(np.zeros((2, 2, 2), dtype=np.float32), np.ones((2, 2, 2), dtype=bool), "x.nii")
+
+
+def test_a_non_zero_background_in_a_second_modality_loads_as_minus_three(brats, tmp_path) -> None:
+    root, _ = brats
+    copy = tmp_path / "ct_background"
+
+    def background(src: Path, dst: Path):
+        if not src.name.endswith("_t1.nii.gz"):
+            return None
+        image = nib.load(src)
+        data = np.asanyarray(image.dataobj)
+        return write_nifti(dst, np.where(data > 0, data, -1024).astype(np.float32), image.affine)
+
+    _copy_dataset(root, copy, background)
+    assert np.asanyarray(nib.load(brats_file(copy, 0, "t1")).dataobj).min() == -1024
+    reference = load_splits(make_config("brats", root, tmp_path / "a"), progress=False)
+    shifted = load_splits(make_config("brats", copy, tmp_path / "b"), progress=False)
+    _same_splits(shifted, reference)  # same brain values, background exactly -3
+    t1 = shifted.train.images[:, 1]
+    assert t1[shifted.train.brain == 0].unique().tolist() == [-3.0]
+
+
+def _brats_labels_replaced(tmp_path: Path, change) -> Path:
+    root = tmp_path / "relabelled"
+    write_brats(root)
+    for i in range(6):
+        _replace(brats_file(root, i, "seg"), change)
+    return root
+
+
+def test_label_map_maps_raw_values_before_the_check(brats, tmp_path) -> None:
+    root, _ = brats
+    as_2023 = _brats_labels_replaced(tmp_path, lambda d: np.where(d == 4, 3, d))
+    with pytest.raises(DatasetError) as error:
+        load_splits(make_config("brats", as_2023, tmp_path / "a"), progress=False)
+    assert (
+        "BraTS 2023 scheme? use dataset=brats2023); to keep this layout, map them with dataset.label_map, e.g. "
+        "'dataset.label_map={3: 1}' (raw value: value of the label set)"
+    ) in str(error.value)
+
+    reference = load_splits(make_config("brats", root, tmp_path / "b"), progress=False)
+    back = load_splits(make_config("brats", as_2023, tmp_path / "c", label_map=((3, 4),)), progress=False)
+    _same_splits(back, reference)  # 3 -> 4 restores the files' 2021 labels
+    merged = load_splits(make_config("brats", as_2023, tmp_path / "d", label_map=((3, 1),)), progress=False)
+    _same_splits(merged, reference)  # lesion = label > 0 either way
+    assert len({reference.preprocess_hash, back.preprocess_hash, merged.preprocess_hash}) == 3
+    assert (
+        make_config("brats", root, tmp_path, label_map=((3, 1), (2, 0))).preprocess_hash()
+        == make_config("brats", root, tmp_path, label_map=((2, 0), (3, 1))).preprocess_hash()
+    )
+    assert make_config("brats", root, tmp_path, label_map=None).preprocess_hash() == reference.preprocess_hash
+    assert make_config("brats", root, tmp_path, orientation="error").preprocess_hash() == reference.preprocess_hash
+
+
+def test_label_map_enhancing_and_necrosis_only_drops_oedema(brats, tmp_path) -> None:
+    root, ids = brats
+    split_file = tmp_path / "split.json"  # test: subject 1 (oedema, label 2, and one voxel of 4), 2 (label 4)
+    split_file.write_text(json.dumps({"train": ids[3:], "val": ids[:1], "test": ids[1:3]}))
+    core_only = ((1, 1), (2, 0), (4, 1))
+    config = make_config("brats", root, tmp_path, test_slices="all", split_file=split_file, label_map=core_only)
+    test = load_splits(config, progress=False).test
+    for k, (subject, z) in enumerate(zip(test.subjects, test.slice_index)):
+        seg = np.asanyarray(nib.load(brats_file(root, int(subject[-5:]), "seg")).dataobj)[:, :, z]
+        core = np.isin(seg, (1, 4)).reshape(16, 3, 16, 3).any(axis=(1, 3))  # any core voxel in a 3x3 block
+        np.testing.assert_array_equal(test.labels[k].numpy(), core)
+    assert list(zip(test.subjects, test.slice_index)) == [(ids[1], 10), (ids[2], 8), (ids[2], 11), (ids[2], 14)]
+    assert test.labels[0].sum() == 1  # the one voxel of 4 left of subject 1's lesions
+
+
+@pytest.mark.parametrize(
+    ("label_map", "expected"),
+    [
+        ((("enhancing", 1),), r"dataset\.label_map: key 'enhancing' is not an integer"),
+        (((4, 1.5),), r"dataset\.label_map: 4: 1\.5; expected a value of the BraTS 2021 label set \[0, 1, 2, 4\]"),
+        (((4, 3),), r"dataset\.label_map: 4: 3; expected a value of the BraTS 2021 label set"),
+        (((4, 1), (4, 0)), r"dataset\.label_map: raw value 4 given twice"),
+        (((4,),), r"dataset\.label_map: entry \(4,\); expected \(raw value, new value\) pairs"),
+    ],
+)
+def test_bad_label_maps_are_refused_before_any_volume_is_read(label_map, expected, brats, tmp_path, monkeypatch):
+    root, _ = brats
+    monkeypatch.setattr(datasets.loader, "read_volume", lambda path: pytest.fail(f"read {path}"))
+    with pytest.raises(DatasetError, match=expected):
+        load_splits(make_config("brats", root, tmp_path, label_map=label_map), progress=False)
+
+
+def test_the_shipped_example_split_file_loads(tmp_path) -> None:
+    example = Path(__file__).resolve().parents[2] / "configs" / "dataset" / "splits" / "example.json"
+    root = tmp_path / "data"
+    write_brats(root, n=7)
+    splits = load_splits(make_config("brats", root, tmp_path, split_file=example), progress=False)
+    expected = json.loads(example.read_text())
+    assert sorted(set(splits.train.subjects)) == expected["train"] and set(splits.val.subjects) == set(expected["val"])
+    assert list(splits.test.subjects) == expected["test"]

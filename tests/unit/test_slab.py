@@ -71,7 +71,11 @@ def test_slab_holds_every_brain_slice_and_the_paper_view_is_a_subset(
         # the disk brain is on every slice: the slab is the whole range on the view's step grid
         assert z == [k for k in range(start, stop) if (k - anchor) % step == 0]
         assert set(view_z) <= set(z)
-        lesion = {k for k in lesion_slices(int(subject[-5:])) if start <= k < stop} if subject != "BraTS2021_00090" else set()
+        lesion = (
+            {k for k in lesion_slices(int(subject[-5:])) if start <= k < stop}
+            if subject != "BraTS2021_00090"
+            else set()
+        )
         assert {k for k, has in zip(z, _has_lesion(slab, subject)) if has} == lesion & set(z)
     # the healthy subject's slices are the original's images with empty labels
     healthy = [k for k, s in enumerate(slab.subjects) if s == "BraTS2021_00090"]
@@ -85,7 +89,9 @@ def _has_lesion(slab, subject: str) -> list[bool]:
 def test_test_only_subjects_go_to_test_and_leave_the_seeded_split_unchanged(brats_with_healthy, tmp_path) -> None:
     root, ids = brats_with_healthy
     plain = assign_subjects(ids, make_config("brats", root, tmp_path))
-    extra = assign_subjects([*ids, "BraTS2021_00090"], make_config("brats", root, tmp_path, test_only_subjects=("BraTS2021_00090",)))
+    extra = assign_subjects(
+        [*ids, "BraTS2021_00090"], make_config("brats", root, tmp_path, test_only_subjects=("BraTS2021_00090",))
+    )
     assert extra["train"] == plain["train"] and extra["val"] == plain["val"]
     assert extra["test"] == [*plain["test"], "BraTS2021_00090"]
     with pytest.raises(DatasetError, match=r"test_only_subjects: 1 id\(s\) not found.*'nope'"):
