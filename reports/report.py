@@ -187,8 +187,10 @@ def _volume_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSet
     lines = [
         "## Whole-volume evaluation",
         "",
-        "From the same predictions as the slice tables: every test subject's slab (all brain slices of the slice "
-        "range, lesion-free ones and healthy test subjects included) scored per subject. Per-subject records: "
+        "From the same predictions as the slice tables: every test subject's slab (every eval_slice_step-th brain "
+        "slice of the slice range, lesion-free ones and healthy test subjects included) scored per subject. "
+        + volume.definitions(with_volume)
+        + " Per-subject records: "
         + _links("per_subject", ("parquet", "csv")),
         "",
     ]
@@ -199,25 +201,21 @@ def _volume_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSet
         per_subject.to_parquet(out_dir / "per_subject.parquet", index=False)
         per_subject.to_csv(out_dir / "per_subject.csv", index=False, float_format="%.6g")
     for dataset in dict.fromkeys(with_volume["dataset"]):
-        modalities = _modalities(with_volume[with_volume["dataset"] == dataset], settings.modalities)
+        of_dataset = with_volume[with_volume["dataset"] == dataset]
+        modalities = _modalities(of_dataset, settings.modalities)
         for protocol in protocols:
             table = volume.volume_table(with_volume, protocol, dataset, modalities, settings.method_order)
             stem = f"volume__{dataset}__{protocol}"
             write_table(table, out_dir, stem)
-            lines += [
-                f"### {dataset} — whole volume — {protocol}",
-                "",
-                table.to_markdown(),
-                _links(stem, ("md", "tex", "csv")),
-                "",
-            ]  # noqa: E501
-        main = with_volume[(with_volume["dataset"] == dataset) & (with_volume["protocol"] == settings.table_protocol)]
+            heading = f"### {dataset} — whole volume — {protocol}"
+            lines += [heading, "", table.to_markdown(), _links(stem, ("md", "tex", "csv")), ""]
+        main = of_dataset[of_dataset["protocol"] == settings.table_protocol]
         if main.empty or per_subject.empty:
             continue
-        subjects = per_subject[
-            per_subject["cell"].isin(main["cell"]) & (per_subject["protocol"] == settings.table_protocol)
-        ]
-        paths = volume.per_subject_dice_figure(subjects, main, out_dir / "figures", f"subject_dice__{dataset}")
+        of_main = per_subject["cell"].isin(main["cell"]) & (per_subject["protocol"] == settings.table_protocol)
+        paths = volume.per_subject_dice_figure(
+            per_subject[of_main], main, out_dir / "figures", f"subject_dice__{dataset}"
+        )
         lines += _figure_lines(f"Per-subject Dice (slab, {settings.table_protocol}) — {dataset}", paths, out_dir)
         for modality in modalities:
             group = volume.figure_rows(main[main["modality"] == modality], settings.method_order)

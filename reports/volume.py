@@ -20,8 +20,8 @@ from reports.tables import MISSING, Table, comparison_table
 
 #: The whole-volume table's columns per modality.
 VOLUME_METRICS: tuple[str, ...] = (
-    "vol_dice", "vol_healthy_slice_fp", "vol_healthy_subject_fp", "vol_slice_auroc", "vol_lesion_sens",
-    "vol_fp_components", "vol_lesionwise_dice",
+    "vol_dice", "vol_healthy_slice_fp", "vol_healthy_subject_fp", "vol_healthy_subject_flagged", "vol_slice_auroc",
+    "vol_lesion_sens", "vol_fp_components", "vol_lesionwise_dice",
 )  # fmt: skip
 #: Slab slices shown per subject in the slab figure (lesion and lesion-free ones, spread over the slab).
 SLAB_FIGURE_SLICES = 6
@@ -44,33 +44,45 @@ def volume_table(
 
 
 def volume_caption(rows: pd.DataFrame, protocol: str) -> str:
-    """What the whole-volume table shows, its test set, its settings and why any value is missing."""
+    """The table's protocol, threshold source, test slab and why any value is missing (the metrics are defined
+    once, in :func:`definitions`)."""
     first = rows.iloc[0] if len(rows) else pd.Series(dtype=object)
-
-    def count(key: str) -> str:
-        value = first.get(key)
-        return "?" if value is None or pd.isna(value) else str(int(value))
-
     threshold = (
-        "its own oracle threshold chosen on the slab for mean per-subject Dice over the lesion subjects (uses test "
-        "labels)"
+        "threshold chosen on the slab for mean per-subject Dice over the lesion subjects (oracle: uses test labels)"
         if protocol == "oracle_global"
-        else "the threshold the protocol chose on validation data (no test label)"
+        else "threshold chosen on validation data, as in the slice table (no test label)"
     )
+    counts = ", ".join(
+        f"{_count(first, key)} {what}"
+        for key, what in (("vol_n_subjects", "subjects"), ("vol_n_lesion_subjects", "with lesions"),
+                          ("vol_n_healthy_subjects", "healthy"))
+    )  # fmt: skip
     return (
-        f"Whole-volume evaluation, threshold protocol '{protocol}': {threshold}. Test slab = every brain slice of "
-        f"each test subject's slice range (every eval_slice_step-th), lesion and lesion-free: "
-        f"{count('vol_n_subjects')} subjects, {count('vol_n_lesion_subjects')} with lesions, "
-        f"{count('vol_n_healthy_subjects')} healthy. Subj. DSC: per-subject 3-D Dice over the slab, mean over lesion "
-        "subjects. FP healthy slices: flagged share of brain pixels on lesion-free slices, mean over subjects; FP "
-        "healthy subj.: flagged share of the brain of healthy subjects (lower is better for both). Slice AUROC: "
-        f"slice score = {first.get('vol_slice_score_percentile', '?')}th percentile of the brain's map, target = "
-        "slice has a lesion. Lesion-wise on 3-D connected components (26-connectivity) of at least "
-        f"{first.get('vol_min_component_voxels', '?')} voxels: Lesion sens. = found / all lesions (found: at least "
-        f"{first.get('vol_detection_overlap', '?')} of its voxels segmented), FP comp./subj. = segmentation "
-        "components touching no lesion, Lesion-wise DSC in the BraTS 2023 sense. Values: mean [95 % bootstrap CI "
-        "over subjects]." + _missing_notes(rows)
+        f"Whole volume, threshold protocol '{protocol}': {threshold}. Test slab: {counts}. Values: mean [95 % "
+        "bootstrap CI over subjects]; bold = best (lowest for the false-positive columns)." + _missing_notes(rows)
     )
+
+
+def definitions(rows: pd.DataFrame) -> str:
+    """What every column of the whole-volume tables measures, with the settings stored in the rows."""
+    first = rows.iloc[0]
+    return (
+        "Subj. DSC: per-subject 3-D Dice over the slab, mean over lesion subjects. FP healthy slices: flagged share "
+        "of the brain pixels of lesion-free slices, per subject, mean over subjects. FP healthy subj.: flagged share "
+        "of the brain of healthy test subjects; Healthy subj. flagged: share of healthy subjects with any "
+        f"segmentation component of at least {_count(first, 'vol_min_component_voxels')} voxels. Slice AUROC: "
+        f"slice score = {first.get('vol_slice_score_percentile', float('nan')):g}th percentile of the anomaly map "
+        "over the slice's brain, target = the slice has a lesion voxel. Lesion-wise, on 3-D connected components "
+        "(26-connectivity over the slab's slices) of at least that size: Lesion sens. = found / all lesions (found: "
+        f"at least {first.get('vol_detection_overlap', float('nan')):g} of its voxels segmented); FP comp./subj. = "
+        "segmentation components touching no lesion, mean per subject; Lesion-wise DSC as in BraTS 2023 (each "
+        "lesion's Dice with the components meeting it, false-positive components counted as 0)."
+    )
+
+
+def _count(row: pd.Series, key: str) -> str:
+    value = row.get(key)
+    return "?" if value is None or pd.isna(value) else str(int(value))
 
 
 def _missing_notes(rows: pd.DataFrame) -> str:
@@ -103,6 +115,7 @@ def per_subject_dice_figure(per_subject: pd.DataFrame, rows: pd.DataFrame, out_d
             data=shown[shown["modality"] == modality], x="dice", y="method_label", order=order, ax=ax, size=3,
             color="tab:blue", jitter=0.2,
         )  # fmt: skip
+    grid.set(xlim=(0.0, 1.0))
     grid.set_axis_labels("per-subject Dice (slab)", "")
     grid.set_titles("{col_name}")
     return save_figure(grid.figure, out_dir, stem)
@@ -120,11 +133,15 @@ def slab_figure(store: ResultsStore, rows: pd.DataFrame, out_dir: Path, stem: st
     if not positions:
         return []
     n_cols = len(positions)
+    shown_brain = data["brain"][positions] > 0
+    grey = np.percentile(data["images"][positions][shown_brain], [0.5, 99.5]) if shown_brain.any() else (None, None)
     fig, axes = plt.subplots(1 + len(rows), n_cols, figsize=(1.3 * n_cols, 1.35 * (1 + len(rows))), squeeze=False)
     for c, k in enumerate(positions):
         lesion = bool(data["labels"][k].any())
         ax = axes[0, c]
-        ax.imshow(data["images"][k].astype(np.float32), cmap="gray", interpolation="nearest")
+        ax.imshow(
+            data["images"][k].astype(np.float32), cmap="gray", vmin=grey[0], vmax=grey[1], interpolation="nearest"
+        )
         if lesion:
             ax.contour(data["labels"][k].astype(float), levels=[0.5], colors="lime", linewidths=0.5)
         ax.set_title(f"z={int(data['slice_index'][k])} {'lesion' if lesion else 'healthy'}", fontsize=6)
