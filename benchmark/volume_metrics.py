@@ -145,6 +145,15 @@ def stack_subject_volumes(x: torch.Tensor, subjects: Sequence[str], fill: float 
 # --------------------------------------------------------------------------------------------------
 # per-slice scores and per-subject components
 # --------------------------------------------------------------------------------------------------
+def _row_counts(mask: torch.Tensor) -> torch.Tensor:
+    """True entries per row of a boolean ``[N, ...]`` tensor, int64 on its device (on the CPU numpy's count:
+    several times faster than torch's bool reductions)."""
+    flat = mask.flatten(1)
+    if flat.device.type == "cpu":
+        return torch.from_numpy(np.count_nonzero(flat.numpy(), axis=1))
+    return flat.sum(1)
+
+
 def slice_scores(maps: torch.Tensor, region: torch.Tensor, percentile: float) -> torch.Tensor:
     """Per slice the ``percentile``-th percentile of ``maps`` over its ``region`` pixels (numpy's linear
     interpolation), float64 CPU ``[N]``; NaN for a slice without region pixel or with a NaN or inf score
@@ -156,7 +165,7 @@ def slice_scores(maps: torch.Tensor, region: torch.Tensor, percentile: float) ->
     for start in range(0, flat_maps.shape[0], _SCORE_CHUNK):
         r = flat_region[start : start + _SCORE_CHUNK]
         m = torch.where(r, flat_maps[start : start + _SCORE_CHUNK], lowest)
-        n = r.view(torch.uint8).sum(1, dtype=torch.int64)  # faster than a bool reduction
+        n = _row_counts(r)
         valid = (n > 0) & torch.isfinite(m.amax(1)) & torch.isfinite(m.amin(1))
         position = percentile / 100.0 * (n - 1).clamp(min=0).double()
         low = position.floor().long()
@@ -213,6 +222,7 @@ def _subject_components(seg: np.ndarray, lab: np.ndarray, min_voxels: int, overl
     matched = np.zeros(seg_size.size, dtype=bool)
     matched[pair_seg] = True
     union = np.bincount(pair_lab, weights=seg_size[pair_seg], minlength=lab_size.size)
+    # |L & union| = covered[L]: every kept component that overlaps L is among those matched to it
     lesion_dice = 2.0 * covered[lab_kept] / (lab_size[lab_kept] + union[lab_kept])
     n_lesions = int(lab_kept.sum())
     n_fp_lesionwise = int((seg_kept & ~matched).sum())
@@ -301,11 +311,6 @@ def _check_brain(slabs: list[tuple[str, slice]], brain_px: np.ndarray) -> None:
             )
 
 
-def _row_counts(mask: np.ndarray) -> np.ndarray:
-    """True pixels per slice of a boolean ``[N, H, W]`` array (numpy: several times faster than torch here)."""
-    return np.count_nonzero(mask.reshape(mask.shape[0], -1), axis=1)
-
-
 def _check_options(slice_step: int, min_component_voxels: int, detection_overlap: float, percentile: float) -> None:
     if slice_step < 1:
         raise ValueError(f"compute_volume_metrics: slice_step must be >= 1, got {slice_step}")
@@ -373,17 +378,14 @@ def compute_volume_metrics(
     def per_subject_sum(per_slice: torch.Tensor | np.ndarray) -> np.ndarray:
         return np.bincount(owner, weights=np.asarray(per_slice, dtype=np.float64), minlength=n_subjects)
 
-    seg_np, lab_np = seg.cpu().numpy(), lab.cpu().numpy()
-    brain_px = _row_counts(region.cpu().numpy())
+    brain_px = _row_counts(region).cpu().numpy()
     _check_brain(slabs, brain_px)
     scores = slice_scores(maps, region, slice_score_percentile)
     if bool(scores.isnan().any()):
         subject = ids[owner[int(torch.nonzero(scores.isnan())[0])]]
         raise ValueError(f"compute_volume_metrics: subject {subject!r}: NaN or inf scores on brain pixels")
 
-    lesion_px = _row_counts(lab_np)
-    flagged_px = _row_counts(seg_np)
-    tp_px = _row_counts(seg_np & lab_np)
+    lesion_px, flagged_px, tp_px = (_row_counts(x).cpu().numpy() for x in (lab, seg, seg & lab))
     tp, fp, fn = (torch.as_tensor(per_subject_sum(c)) for c in (tp_px, flagged_px - tp_px, lesion_px - tp_px))
     free = lesion_px == 0
     lesion_voxels = per_subject_sum(lesion_px)
@@ -395,6 +397,7 @@ def compute_volume_metrics(
     h, w = maps.shape[1:]
     volume_ref = lesion_voxels * slice_step * (REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1]) / (h * w)
 
+    seg_np, lab_np = seg.cpu().numpy(), lab.cpu().numpy()
     parts = [
         _subject_components(seg_np[rows], lab_np[rows], min_component_voxels, detection_overlap) for _, rows in slabs
     ]

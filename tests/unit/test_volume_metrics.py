@@ -161,6 +161,23 @@ def test_false_positive_blob_on_healthy_slice_of_lesion_subject() -> None:
     assert math.isnan(result.values["vol_healthy_subject_fp"])
 
 
+def test_healthy_slice_fp_averages_subjects_with_a_lesion_free_slice() -> None:
+    full_lab = _empty(2)
+    full_lab[:, 0, 0] = True  # lesion on every slice: no lesion-free slice
+    full_seg = full_lab.copy()
+    full_seg[:, 5, 5:7] = True
+    healthy_seg = _empty(1)
+    healthy_seg[0, 3, 3:5] = True  # 2 of 64
+    lesion_lab, lesion_seg = _empty(2), _empty(2)
+    lesion_lab[0, 0, 0] = True
+    lesion_seg[1, 2:4, 2:4] = True  # 4 of 64 on the lesion-free slice
+    result = _compute([("full", full_seg, full_lab), ("h", healthy_seg, _empty(1)), ("l", lesion_seg, lesion_lab)])
+    assert math.isnan(_row(result, "full")["healthy_slice_fp"])
+    assert _row(result, "l")["healthy_slice_fp"] == pytest.approx(4 / 64)
+    assert result.values["vol_healthy_slice_fp"] == pytest.approx((2 / 64 + 4 / 64) / 2)
+    assert result.values["vol_healthy_subject_fp"] == pytest.approx(2 / 64)
+
+
 # --------------------------------------------------------------------------------------------------
 # lesions and components
 # --------------------------------------------------------------------------------------------------
