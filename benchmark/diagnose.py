@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
 from benchmark.config import method_specs
+from benchmark.config_path import CONFIG_DIR
 from benchmark.metrics import pixel_auroc
 from benchmark.runner import Cell, open_run, train_or_load
 from benchmark.thresholds import choose_threshold
@@ -77,7 +78,7 @@ def run_diagnosis(cfg: DictConfig) -> str:
     return text
 
 
-@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     print(run_diagnosis(cfg))
 
