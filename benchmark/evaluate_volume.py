@@ -18,8 +18,9 @@ The fields are merged into the protocol's result row with the prefix ``vol_`` (`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -49,6 +50,17 @@ class VolumeOptions:
     min_component_voxels: int = DEFAULT_MIN_COMPONENT_VOXELS
     detection_overlap: float = DEFAULT_DETECTION_OVERLAP
     slice_score_percentile: float = DEFAULT_SLICE_SCORE_PERCENTILE
+
+    @classmethod
+    def from_mapping(cls, volume: Mapping[str, Any]) -> VolumeOptions:
+        """From the ``volume`` config group (checked by :func:`benchmark.config.validate_config`); absent keys
+        take the defaults."""
+        return cls(
+            enabled=bool(volume.get("enabled", True)),
+            min_component_voxels=int(volume.get("min_component_voxels", DEFAULT_MIN_COMPONENT_VOXELS)),
+            detection_overlap=float(volume.get("detection_overlap", DEFAULT_DETECTION_OVERLAP)),
+            slice_score_percentile=float(volume.get("slice_score_percentile", DEFAULT_SLICE_SCORE_PERCENTILE)),
+        )
 
 
 @dataclass(frozen=True)

@@ -46,15 +46,10 @@ from benchmark.schema import (
     per_subject_records,
     segmentation_array,
     slab_segmentation_array,
-    stored_test_slab_of,
+    stored_test_slab,
     stored_test_split,
 )
 from benchmark.store import ResultsStore
-from benchmark.volume_metrics import (
-    DEFAULT_DETECTION_OVERLAP,
-    DEFAULT_MIN_COMPONENT_VOXELS,
-    DEFAULT_SLICE_SCORE_PERCENTILE,
-)
 from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
@@ -112,7 +107,6 @@ class CellOptions:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CellOptions:
-        volume = cfg.get("volume") or {}
         return cls(
             experiment=str(cfg.experiment.name),
             protocols=tuple(cfg.experiment.protocols),
@@ -123,12 +117,7 @@ class CellOptions:
             retrain=bool(cfg.retrain),
             progress=bool(cfg.progress),
             diagnostic_slices=int(cfg.diagnostic_slices),
-            volume=VolumeOptions(
-                enabled=bool(volume.get("enabled", True)),
-                min_component_voxels=int(volume.get("min_component_voxels", DEFAULT_MIN_COMPONENT_VOXELS)),
-                detection_overlap=float(volume.get("detection_overlap", DEFAULT_DETECTION_OVERLAP)),
-                slice_score_percentile=float(volume.get("slice_score_percentile", DEFAULT_SLICE_SCORE_PERCENTILE)),
-            ),
+            volume=VolumeOptions.from_mapping(cfg.get("volume") or {}),
             slice_step=int(cfg.dataset.get("eval_slice_step", 1)),
             test_view=f"lesion slices (test_slices={cfg.dataset.test_slices}, "
             f"eval_slice_step={cfg.dataset.get('eval_slice_step', 1)})",
@@ -482,13 +471,10 @@ def record_run(store: ResultsStore, cfg: DictConfig) -> None:
 def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
     """Inputs, labels and brain masks of the test split (and of the test slab), once per (dataset, data,
     modality), for figures."""
-    name = stored_test_split(splits.name, modality, splits.preprocess_hash, splits.data_hash)
-    sets = {name: splits.test}
+    identity = (splits.name, modality, splits.preprocess_hash, splits.data_hash)
+    sets = {stored_test_split(*identity): splits.test}
     if splits.test_slab is not None:
-        sets[stored_test_slab_of({"dataset": splits.name, "modality": modality,
-                                  "preprocess_hash": splits.preprocess_hash, "data_hash": splits.data_hash})] = (
-            splits.test_slab
-        )  # fmt: skip
+        sets[stored_test_slab(*identity)] = splits.test_slab
     for array_name, slices in sets.items():
         if store.has_arrays(array_name):
             continue

@@ -50,9 +50,15 @@ def stored_test_split_of(row: Mapping[str, Any]) -> str:
     return stored_test_split(row["dataset"], row["modality"], row["preprocess_hash"], row["data_hash"])
 
 
+def stored_test_slab(dataset: str, modality: str, preprocess_hash: str, data_hash: str) -> str:
+    """Arrays of the whole test slab's inputs, labels, brain masks, subjects and slice indices (shared like
+    :func:`stored_test_split`)."""
+    return f"testslab__{dataset}__{modality}__{preprocess_hash}__{data_hash}"
+
+
 def stored_test_slab_of(row: Mapping[str, Any]) -> str:
-    """Arrays of the whole test slab's inputs, labels, brain masks, subjects and slice indices of a row's data."""
-    return stored_test_split_of(row).replace("testset__", "testslab__", 1)
+    """:func:`stored_test_slab` of a result row."""
+    return stored_test_slab(row["dataset"], row["modality"], row["preprocess_hash"], row["data_hash"])
 
 
 def segmentation_array(protocol: str) -> str:

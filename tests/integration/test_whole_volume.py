@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from benchmark.runner import run_experiment_cells
+from benchmark.schema import stored_test_slab_of, stored_test_split_of
 from reports.report import write_report
 from tests.nifti_fixtures import SHAPE, SLICE_RANGE, write_atlas, write_brats, write_isles, write_nifti
 from tests.tiny_config import CONFIG_DIR, TINY_METHODS, compose_tiny
@@ -86,8 +87,7 @@ def test_synthetic_run_scores_slices_and_slab_from_one_prediction(tmp_path, shar
     store, cells = run_experiment_cells(cfg)
     (row,) = store.rows(cells).query("protocol == 'oracle_global'").to_dict("records")
     arrays = store.arrays(row["cell"])
-    slab = store.arrays(f"testslab__{row['dataset']}__flair__{row['preprocess_hash']}__{row['data_hash']}")
-    test = store.arrays(f"testset__{row['dataset']}__flair__{row['preprocess_hash']}__{row['data_hash']}")
+    slab, test = store.arrays(stored_test_slab_of(row)), store.arrays(stored_test_split_of(row))
     # the test slices' maps are the slab's maps at the test slices' positions: predicted once
     key = pd.MultiIndex.from_arrays([slab["subjects"], slab["slice_index"]])
     positions = key.get_indexer(pd.MultiIndex.from_arrays([test["subjects"], test["slice_index"]]))
