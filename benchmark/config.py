@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.schema import config_column
 from benchmark.thresholds import PROTOCOLS
+from benchmark.train_logger import LOGGER_SINKS, tensorboard_available
 from datasets.config import DatasetConfig
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
 
@@ -301,6 +302,9 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     resolve_device(str(cfg.device))
     if cfg.get("results_lock") not in ("hard", "soft"):
         raise ConfigError(f"results_lock={cfg.get('results_lock')!r}; expected hard or soft")
+    if not isinstance(cfg.get("deterministic"), bool):
+        raise ConfigError(f"deterministic={cfg.get('deterministic')!r}; expected true or false")
+    _check_logger(cfg)
     kind = cfg.experiment.get("kind", "comparison")
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"experiment.kind={kind!r}; expected one of {', '.join(EXPERIMENT_KINDS)}")
@@ -311,6 +315,17 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     if not specs:
         raise ConfigError("the experiment lists no method; expected at least one entry under methods")
     return specs
+
+
+def _check_logger(cfg: DictConfig) -> None:
+    """``logger``: one of :data:`LOGGER_SINKS`; TensorBoard only when its (optional) package is installed."""
+    logger = cfg.get("logger")
+    if logger not in LOGGER_SINKS:
+        raise ConfigError(f"logger={logger!r}; expected one of {', '.join(LOGGER_SINKS)}")
+    if "tensorboard" in LOGGER_SINKS[logger] and not tensorboard_available():
+        raise ConfigError(
+            f"logger={logger}: the tensorboard package is not installed; pip install tensorboard, or use logger=csv"
+        )
 
 
 def _check_modalities(cfg: DictConfig) -> None:
