@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.schema import config_column
 from benchmark.thresholds import PROTOCOLS
+from benchmark.train_logger import LOGGER_SINKS, tensorboard_available
 from datasets.config import DatasetConfig
 from datasets.synthetic import SyntheticConfig, healthy_subject_ids
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
@@ -330,6 +331,9 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     resolve_device(str(cfg.device))
     if cfg.get("results_lock") not in ("hard", "soft"):
         raise ConfigError(f"results_lock={cfg.get('results_lock')!r}; expected hard or soft")
+    if not isinstance(cfg.get("deterministic"), bool):
+        raise ConfigError(f"deterministic={cfg.get('deterministic')!r}; expected true or false")
+    _check_logger(cfg)
     kind = cfg.experiment.get("kind", "comparison")
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"experiment.kind={kind!r}; expected one of {', '.join(EXPERIMENT_KINDS)}")
@@ -363,6 +367,17 @@ def _check_volume(cfg: DictConfig) -> None:
     q = volume.get("slice_score_percentile", 99)
     if not isinstance(q, (int, float)) or not 0 <= q <= 100:
         raise ConfigError(f"volume.slice_score_percentile={q!r}; expected a percentile in [0, 100]")
+
+
+def _check_logger(cfg: DictConfig) -> None:
+    """``logger``: one of :data:`LOGGER_SINKS`; TensorBoard only when its (optional) package is installed."""
+    logger = cfg.get("logger")
+    if logger not in LOGGER_SINKS:
+        raise ConfigError(f"logger={logger!r}; expected one of {', '.join(LOGGER_SINKS)}")
+    if "tensorboard" in LOGGER_SINKS[logger] and not tensorboard_available():
+        raise ConfigError(
+            f"logger={logger}: the tensorboard package is not installed; pip install tensorboard, or use logger=csv"
+        )
 
 
 def _check_modalities(cfg: DictConfig) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import random
 import subprocess
@@ -24,6 +25,28 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+#: cuBLAS workspace setting that makes CUDA matrix products deterministic (required by torch's deterministic mode).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Turn torch's deterministic algorithms and the matching cuDNN flags on (or off, for speed on a GPU).
+
+    On: ``torch.use_deterministic_algorithms(True, warn_only=True)``, cuDNN deterministic without the
+    benchmark autotuner, and ``CUBLAS_WORKSPACE_CONFIG`` (a user's own value is kept). ``warn_only``: an op
+    without a deterministic CUDA kernel warns, naming the op, instead of aborting a run of hours; on the CPU
+    every op this suite uses is deterministic. Off: all three back to torch's fast defaults (cuDNN autotuner
+    on). Both states are set explicitly, so cells of one process never inherit each other's setting. Seeds are
+    left alone (:func:`seed_everything`): MONAI's ``set_determinism`` reseeds and cannot switch off without
+    drawing a new seed, so it is not used.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
 
 
 @lru_cache(maxsize=1)

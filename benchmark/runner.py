@@ -37,7 +37,7 @@ from benchmark.evaluate import (
 )
 from benchmark.evaluate_volume import SlabResult, VolumeOptions, evaluate_slab
 from benchmark.predict import Predictions, assemble_predictions, predict_split
-from benchmark.provenance import device_name, environment, git_commit, seed_everything, stable_hash
+from benchmark.provenance import device_name, environment, git_commit, seed_everything, set_deterministic, stable_hash
 from benchmark.schema import (
     SLAB_MAPS_ARRAY,
     cell_key,
@@ -50,12 +50,13 @@ from benchmark.schema import (
     stored_test_split,
 )
 from benchmark.store import ResultsStore
+from benchmark.train_logger import LOGGER_SINKS, TrainLogger
 from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
 from datasets.synthetic import ensure_synthetic_dataset
 from methods import MethodContext, create_method
-from methods.base import AnomalyMethod, MethodUnavailable, TrainLog, method_class
+from methods.base import AnomalyMethod, MethodUnavailable, TrainLog, TrainRecordSink, method_class
 
 log = logging.getLogger("benchmark")
 
@@ -104,6 +105,9 @@ class CellOptions:
     volume: VolumeOptions
     slice_step: int  # dataset.eval_slice_step: the slab's slice spacing, for the lesion-volume bins
     test_view: str  # which test slices the slice metrics are computed on (row field ``test_view``)
+    deterministic: bool  # deterministic torch/cuDNN algorithms (benchmark.provenance.set_deterministic)
+    log_sinks: tuple[str, ...]  # where training curves go (``logger``: csv, tensorboard)
+    logs: Path  # training curves of a cell under <logs>/<cell key>/
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CellOptions:
@@ -121,6 +125,9 @@ class CellOptions:
             slice_step=int(cfg.dataset.get("eval_slice_step", 1)),
             test_view=f"lesion slices (test_slices={cfg.dataset.test_slices}, "
             f"eval_slice_step={cfg.dataset.get('eval_slice_step', 1)})",
+            deterministic=bool(cfg.deterministic),
+            log_sinks=LOGGER_SINKS[str(cfg.logger)],
+            logs=Path(cfg.paths.logs),
         )
 
 
@@ -194,17 +201,22 @@ def run_experiment_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
 
 
 def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Path] | None = None) -> None:
-    """Train or reload, calibrate, predict, evaluate and store one cell."""
+    """Train or reload, calibrate, predict, evaluate and store one cell; training curves go live to the cell's
+    :class:`TrainLogger` and, as ``train_history``, into its rows."""
     seed_everything(cell.seed)
-    header = row_header(cell, setup, options)
+    set_deterministic(options.deterministic)
+    header = row_header(cell, setup, options) | {"deterministic": options.deterministic}
+    train_logger = TrainLogger(options.logs / cell.key, options.log_sinks)
     try:
-        method = create_method(cell.spec.name, _context(cell, setup, options), **cell.spec.params)
+        method = create_method(cell.spec.name, _context(cell, setup, options, train_logger), **cell.spec.params)
         train_log, reused = train_or_load(method, cell, setup.splits, setup.checkpoints, options.retrain, trained)
     except MethodUnavailable as why:
         log.warning("%s: not applicable (%s)", cell.key, why)
         row = header | {"status": "unavailable", "reason": str(why), "protocol": None, "finished": _now()}
         setup.store.write(cell.key, [row])
         return
+    finally:
+        train_logger.close()
     predictions = predict_cell(method, cell, setup.splits, options)
     results = evaluate_cell(method, cell, setup.splits, predictions, options)
     slab_results = evaluate_slab_cell(cell, setup.splits, predictions, results, options)
@@ -215,6 +227,7 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
         "train_steps": train_log.steps,
         "train_seconds": train_log.seconds,
         "best_val_loss": train_log.best_val_loss,
+        "train_history": train_log.history,
         "checkpoint_reused": reused,
         "nfe_per_slice": float(predictions.test.nfe.double().mean()),
         "ms_per_slice": predictions.test.ms_per_slice,
@@ -274,7 +287,7 @@ def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, A
     }
 
 
-def _context(cell: Cell, setup: RunSetup, options: CellOptions) -> MethodContext:
+def _context(cell: Cell, setup: RunSetup, options: CellOptions, on_log: TrainRecordSink | None) -> MethodContext:
     return MethodContext(
         modality=cell.modality,
         image_size=setup.splits.test.image_size[0],
@@ -282,6 +295,7 @@ def _context(cell: Cell, setup: RunSetup, options: CellOptions) -> MethodContext
         seed=cell.seed,
         available_modalities=setup.splits.test.modalities,
         progress=options.progress,
+        on_log=on_log,
     )
 
 

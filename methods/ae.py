@@ -68,4 +68,5 @@ class AutoEncoder(SingleNetworkReconstruction):
             self.context.seed,
             description=f"AE {modality}",
             progress=self.context.progress,
+            on_log=self.context.on_log,
         )

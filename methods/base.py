@@ -21,6 +21,10 @@ from datasets.slices import SliceSet, Splits
 if TYPE_CHECKING:
     from methods.measure import Timer
 
+#: ``on_log(record)``: called with each training record as it is produced (``step``, ``train_loss``, ``val_loss``), so
+#: that the caller can show or write the curves live; the method layer does not know where they go.
+TrainRecordSink = Callable[[Mapping[str, float]], None]
+
 #: ``score(maps [N, H, W], slices) -> {"dice": oracle-global mean Dice, "auroc": pixel AUROC}``: the standard map
 #: scores, given to :meth:`AnomalyMethod.diagnose` by the caller (methods do not import the benchmark's metrics).
 MapScorer = Callable[[torch.Tensor, SliceSet], dict[str, float]]
@@ -74,11 +78,16 @@ class MethodContext:
     seed: int
     available_modalities: tuple[str, ...] = ()
     progress: bool = False  # show training progress bars (the run's ``progress`` flag)
+    on_log: TrainRecordSink | None = None  # receives every TrainLog.history record live (the run's ``logger``)
 
 
 @dataclass
 class TrainLog:
-    """What happened during ``fit``: recorded in the result row and the report."""
+    """What happened during ``fit``: recorded in the checkpoint, the result row and the report.
+
+    ``history``: one record per validation interval (``step``, ``train_loss``, ``val_loss``; a method may add
+    entries to the last one, e.g. IterMask²'s per-network validation losses).
+    """
 
     steps: int = 0
     seconds: float = 0.0

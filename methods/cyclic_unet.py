@@ -103,6 +103,7 @@ class CyclicUNet(AnomalyMethod):
             self.context.seed,
             description=f"Cyclic-UNet {self.context.modality}→{self.middle}→{self.context.modality}",
             progress=self.context.progress,
+            on_log=self.context.on_log,
         )
 
     @torch.inference_mode()

@@ -134,4 +134,5 @@ class DenoisingAE(SingleNetworkReconstruction):
             scheduler,
             description=f"{self.display_name} {NOISE_SIGNS[self.sign]} {modality}",
             progress=self.context.progress,
+            on_log=self.context.on_log,
         )

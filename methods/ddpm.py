@@ -120,6 +120,7 @@ class DDPM(AnomalyMethod):
             [self.net], eps_mse, train, val, budget, optimizer, self.context.seed,
             description=f"{self.display_name} {modality}",
             progress=self.context.progress,
+            on_log=self.context.on_log,
         )  # fmt: skip
 
     def reconstruct(self, x: torch.Tensor, level: int) -> tuple[torch.Tensor, int]:

@@ -1,7 +1,8 @@
 """One training loop for every method that trains networks on healthy slices.
 
 A method supplies a loss on a batch; this module owns batch sampling (seeded), the optimiser step,
-periodic validation loss, early stopping with restoration of the best weights, and the progress bar.
+periodic validation loss, early stopping with restoration of the best weights, the progress bar, and the
+live hand-off of every history record to the caller's ``on_log`` sink (training curves).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datasets.slices import SliceSet
-from methods.base import TrainBudget, TrainLog
+from methods.base import TrainBudget, TrainLog, TrainRecordSink
 
 BatchLoss = Callable[[SliceSet, torch.Generator], torch.Tensor]
 
@@ -33,6 +34,7 @@ def train_networks(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     description: str = "train",
     progress: bool = True,
+    on_log: TrainRecordSink | None = None,
 ) -> TrainLog:
     """Train ``modules`` by minimising ``loss_on_batch`` over random batches of ``train``.
 
@@ -40,7 +42,8 @@ def train_networks(
     for any randomness it needs (noise, masks), so a run is reproducible. Every ``budget.val_every``
     steps the mean loss over ``val`` (same function, fixed generator seed) is recorded; with
     ``budget.patience`` set, training stops after that many validations without improvement and the
-    best weights are restored.
+    best weights are restored. Each validation record (``step``, ``train_loss``, ``val_loss``) goes to
+    ``log.history`` and, as soon as it exists, to ``on_log``.
     """
     if len(train) == 0:
         raise ValueError("train split has no slices: nothing to fit on")
@@ -67,7 +70,10 @@ def train_networks(
         log.final_train_loss = loss.item()
         if (step + 1) % budget.val_every == 0 or step + 1 == budget.steps:
             val_loss = validation_loss(modules, loss_on_batch, val, budget.batch_size, seed, device)
-            log.history.append({"step": step + 1, "train_loss": log.final_train_loss, "val_loss": val_loss})
+            record = {"step": step + 1, "train_loss": log.final_train_loss, "val_loss": val_loss}
+            log.history.append(record)
+            if on_log is not None:
+                on_log(dict(record))  # a copy: the sink cannot alter the history
             bar.set_postfix(loss=f"{log.final_train_loss:.4f}", val=f"{val_loss:.4f}")
             if not val_loss >= log.best_val_loss:  # also true while best is NaN
                 log.best_val_loss = val_loss

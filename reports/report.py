@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import Sweep, experiment_sweep
 from benchmark.store import ResultsStore
-from reports import figures, volume
+from reports import curves, figures, volume
 from reports.labels import configuration_labels
 from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
 from reports.tables import PAPER_METRICS, Table, comparison_table
@@ -101,6 +101,7 @@ def write_report(
         lines += _tables_section(per_image, rows, settings, out_dir)
         lines += _volume_section(store, rows, settings, out_dir)
         lines += _figures_section(store, rows, settings, out_dir)
+        lines += _curves_section(rows, settings, out_dir)
         lines += _sweep_section(rows, settings, out_dir)
         lines += _threshold_free_section(rows)
         lines += [
@@ -279,6 +280,16 @@ def _figures_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSe
             )
             lines += _figure_lines(f"Reconstructions — {dataset} {modality}", recon, out_dir)
     return lines
+
+
+def _curves_section(rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:
+    """Training and validation loss against step per data set, from the rows' histories (reports/curves.py)."""
+    lines = []
+    for dataset, by_dataset in rows.groupby("dataset", sort=False):
+        paths = curves.loss_curves(by_dataset, out_dir / "figures", f"loss_curves__{dataset}", settings.method_order)
+        caption = f"Training curves — {dataset} (train loss solid, validation loss dashed; points in the .csv)"
+        lines += _figure_lines(caption, paths, out_dir)
+    return ["## Training curves", "", *lines] if lines else []
 
 
 def _sweep_section(rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:

@@ -224,6 +224,7 @@ class IterMask2(AnomalyMethod):
             self.context.seed,
             description=f"{self.display_name} {self.context.modality}",
             progress=self.context.progress,
+            on_log=self.context.on_log,
         )
         if log.history:  # per-network validation losses of the kept weights, for the report
             seed, device = self.context.seed, self.device

@@ -1,0 +1,59 @@
+"""The ``deterministic`` switch sets torch's deterministic algorithms, the cuDNN flags and the cuBLAS workspace,
+both ways, and leaves the random streams alone."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.provenance import CUBLAS_WORKSPACE, seed_everything, set_deterministic
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_flags():
+    """These flags are process-wide: put back what the session had."""
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    yield
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
+
+
+def test_on_sets_every_flag_and_the_cublas_workspace(monkeypatch) -> None:
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    set_deterministic(True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert torch.is_deterministic_algorithms_warn_only_enabled()
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE == ":4096:8"
+
+
+def test_a_users_own_cublas_setting_is_kept(monkeypatch) -> None:
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    set_deterministic(True)
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
+
+
+def test_off_after_on_restores_the_fast_defaults() -> None:
+    set_deterministic(True)
+    set_deterministic(False)
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_switch_draws_nothing_from_the_seeded_streams(enabled) -> None:
+    seed_everything(7)
+    expected = (random.random(), np.random.rand(), torch.rand(3))
+    seed_everything(7)
+    set_deterministic(enabled)
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert torch.equal(torch.rand(3), expected[2])
