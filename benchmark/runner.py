@@ -49,6 +49,7 @@ from benchmark.schema import (
     stored_test_slab,
     stored_test_split,
 )
+from benchmark.stage_times import StageTimes, stage_column
 from benchmark.store import ResultsStore
 from benchmark.train_logger import LOGGER_SINKS, TrainLogger
 from datasets.cache import remove_orphan_temporaries
@@ -148,6 +149,7 @@ class RunSetup:
     splits: Splits
     store: ResultsStore
     checkpoints: CheckpointStore
+    data_seconds: float = float("nan")  # generating (synthetic), reading and pre-processing the data, or the cache
 
 
 def open_run(cfg: DictConfig) -> RunSetup:
@@ -156,10 +158,12 @@ def open_run(cfg: DictConfig) -> RunSetup:
     device = resolve_device(cfg.device)
     for folder in (cfg.paths.results, cfg.paths.checkpoints, cfg.paths.cache):
         remove_orphan_temporaries(Path(folder))
+    start = time.perf_counter()
     splits = prepare_data(cfg)
+    data_seconds = time.perf_counter() - start
     store = ResultsStore(cfg.paths.results, soft_lock=cfg.results_lock == "soft")
     record_run(store, cfg)
-    return RunSetup(device, splits, store, CheckpointStore(cfg.paths.checkpoints))
+    return RunSetup(device, splits, store, CheckpointStore(cfg.paths.checkpoints), data_seconds)
 
 
 def run_experiment(cfg: DictConfig) -> ResultsStore:
@@ -207,9 +211,12 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
     set_deterministic(options.deterministic)
     header = row_header(cell, setup, options) | {"deterministic": options.deterministic}
     train_logger = TrainLogger(options.logs / cell.key, options.log_sinks)
+    times = StageTimes(setup.device)
     try:
         method = create_method(cell.spec.name, _context(cell, setup, options, train_logger), **cell.spec.params)
-        train_log, reused = train_or_load(method, cell, setup.splits, setup.checkpoints, options.retrain, trained)
+        train_log, reused = train_or_load(
+            method, cell, setup.splits, setup.checkpoints, options.retrain, trained, times
+        )
     except MethodUnavailable as why:
         log.warning("%s: not applicable (%s)", cell.key, why)
         row = header | {"status": "unavailable", "reason": str(why), "protocol": None, "finished": _now()}
@@ -217,10 +224,13 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
         return
     finally:
         train_logger.close()
-    predictions = predict_cell(method, cell, setup.splits, options)
-    results = evaluate_cell(method, cell, setup.splits, predictions, options)
-    slab_results = evaluate_slab_cell(cell, setup.splits, predictions, results, options)
-    figures = _diagnostic_figures(method, setup.splits.test, cell, options, setup.store.root)
+    predictions = predict_cell(method, cell, setup.splits, options, times)
+    with times.stage("evaluate"):
+        results = evaluate_cell(method, cell, setup.splits, predictions, options)
+    with times.stage("evaluate_slab"):
+        slab_results = evaluate_slab_cell(cell, setup.splits, predictions, results, options)
+    with times.stage("figures"):
+        figures = _diagnostic_figures(method, setup.splits.test, cell, options, setup.store.root)
     cost = predictions.inference_stats | {
         "status": "ok",
         "params": method.parameter_count(),
@@ -235,6 +245,8 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
         "slab_extra_slices": 0 if predictions.slab_rest is None else len(predictions.slab_rest.nfe),
         "slab_extra_seconds": 0.0 if predictions.slab_rest is None else predictions.slab_rest.seconds,
         "figures": figures,
+        stage_column("data"): setup.data_seconds,  # the run's, shared by the cells it ran
+        **times.fields(),
         "finished": _now(),
     }
     write_cell(setup.store, cell, header | cost, results, predictions, setup.splits, slab_results)
@@ -311,7 +323,9 @@ class CellPredictions:
     slab: Predictions | None = None  # the whole slab: ``test`` at its view positions, ``slab_rest`` elsewhere
 
 
-def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: CellOptions) -> CellPredictions:
+def predict_cell(
+    method: AnomalyMethod, cell: Cell, splits: Splits, options: CellOptions, times: StageTimes | None = None
+) -> CellPredictions:
     """Predict the test split, the validation sets that the cell's protocols need and, for the whole-volume
     view, the test slab's remaining slices.
 
@@ -319,19 +333,25 @@ def predict_cell(method: AnomalyMethod, cell: Cell, splits: Splits, options: Cel
     batches and random streams they got before the slab existed (stochastic methods keep their numbers), and
     no slice is predicted twice: the slab's maps are the test maps plus these."""
     batch, label = options.eval_batch_size, f"{method.display_name} {cell.modality}"
+    times = times if times is not None else StageTimes(method.device)
+
+    def predict(name: str, slices: SliceSet) -> Predictions:
+        with times.stage(f"predict_{name}"):
+            return predict_split(method, slices, batch, options.progress, f"{label} {name}")
+
     method.reset_inference_stats()
-    test = predict_split(method, splits.test, batch, options.progress, f"{label} test")
+    test = predict("test", splits.test)
     stats = method.inference_stats()
     val = labelled = None
     if needs_validation_maps(options.protocols):
-        val = predict_split(method, splits.val, batch, options.progress, f"{label} val")
+        val = predict("val", splits.val)
     if needs_labelled_validation(options.protocols) and splits.val_labelled is not None:
         # without a labelled set, evaluate() says why val_labelled cannot run
-        labelled = predict_split(method, splits.val_labelled, batch, options.progress, f"{label} val_labelled")
+        labelled = predict("val_labelled", splits.val_labelled)
     if not options.volume.enabled or splits.test_slab is None or splits.test_view is None:
         return CellPredictions(test, stats, val, labelled)
     rest_positions = sorted(set(range(len(splits.test_slab))) - set(splits.test_view))
-    rest = predict_split(method, splits.test_slab.subset(rest_positions), batch, options.progress, f"{label} test slab")
+    rest = predict("slab", splits.test_slab.subset(rest_positions))
     slab = assemble_predictions([(splits.test_view, test), (rest_positions, rest)], len(splits.test_slab))
     return CellPredictions(test, stats, val, labelled, rest, slab)
 
@@ -444,6 +464,7 @@ def train_or_load(
     checkpoints: CheckpointStore,
     retrain: bool = False,
     trained: set[Path] | None = None,
+    times: StageTimes | None = None,
 ) -> tuple[TrainLog, bool]:
     """Reload the trained state when a checkpoint of the same training identity exists, else fit and save;
     then calibrate on healthy validation slices (always, so that methods sharing a trained network keep
@@ -452,26 +473,29 @@ def train_or_load(
     The checkpoint is keyed on the data (pre-processing hash and content hash), the method's training
     identity and its budget. ``retrain`` fits again, once per checkpoint and run: paths in ``trained`` (the
     run's record of what it has fitted) are reloaded, so methods that share a network train it once.
+    ``times`` gets the stages ``train`` (fit and save, or load) and ``calibrate``.
     """
+    times = times if times is not None else StageTimes(method.device)
     identity = method.training_identity() or {"method": cell.spec.as_dict()}
     training_hash = stable_hash(
         {"pre": cell.preprocess_hash, "data": cell.data_hash, "identity": identity, "budget": vars(cell.spec.budget)}
     )
     path = checkpoints.path(cell.dataset, cell.modality, cell.seed, training_hash)
     fitted_now = trained is not None and path in trained
-    if path.exists() and (not retrain or fitted_now):
-        state, train_log = checkpoints.load(path, method.device)
-        method.load_state_dict(state)
-        reused = True
-    else:
-        start = time.perf_counter()
-        train_log = method.fit(splits.train, splits.val, cell.spec.budget)
-        train_log.seconds = time.perf_counter() - start
-        checkpoints.save(path, method.state_dict(), train_log)
-        if trained is not None:
-            trained.add(path)
-        reused = False
-    method.calibrate(splits.val)
+    reused = path.exists() and (not retrain or fitted_now)
+    with times.stage("train"):
+        if reused:
+            state, train_log = checkpoints.load(path, method.device)
+            method.load_state_dict(state)
+        else:
+            start = time.perf_counter()
+            train_log = method.fit(splits.train, splits.val, cell.spec.budget)
+            train_log.seconds = time.perf_counter() - start
+            checkpoints.save(path, method.state_dict(), train_log)
+            if trained is not None:
+                trained.add(path)
+    with times.stage("calibrate"):
+        method.calibrate(splits.val)
     return train_log, reused
 
 

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import Sweep, experiment_sweep
 from benchmark.store import ResultsStore
-from reports import curves, figures, volume
+from reports import curves, figures, time_breakdown, volume
 from reports.labels import configuration_labels
 from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
 from reports.tables import PAPER_METRICS, Table, comparison_table
@@ -112,6 +112,7 @@ def write_report(
             + _links("per_image", ("parquet", "csv")),
             "",
         ]
+    lines += _time_section(rows, out_dir)
     lines += _cost_section(timing, out_dir)
     lines += _diagnostic_section(all_rows, store, out_dir)
     lines += _method_notes(all_rows)
@@ -308,6 +309,26 @@ def _sweep_section(rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) 
     lines += [frame_markdown(table), _links(stem, ("csv",)), ""]
     paths = sensitivity.sensitivity_figure(swept, column, label, out_dir / "figures", settings.table_protocol)
     return lines + _figure_lines(f"Sensitivity to {label}", paths, out_dir)
+
+
+def _time_section(rows: pd.DataFrame, out_dir: Path) -> list[str]:
+    """Seconds per stage of every cell (reports/time_breakdown.py) and the run's data preparation."""
+    table = time_breakdown.time_breakdown(rows)
+    if table.empty:
+        return []
+    table.to_csv(out_dir / "time_breakdown.csv", index=False, float_format="%.2f")
+    data = time_breakdown.data_seconds(rows)
+    return [
+        "## Where the time goes",
+        "",
+        f"Wall seconds per stage of each cell (device-synchronised); data preparation of the run(s): {data:.1f} s "
+        "(generation, reading and pre-processing, or the slice cache). train = fitting (or loading a checkpoint); "
+        "predict_<set> = inference on that set (predict_slab: the test slab's slices outside the test slices).",
+        "",
+        frame_markdown(table),
+        _links("time_breakdown", ("csv",)),
+        "",
+    ]
 
 
 def _cost_section(timing: pd.DataFrame, out_dir: Path) -> list[str]:

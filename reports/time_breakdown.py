@@ -1,0 +1,49 @@
+"""Where a run's time goes: the seconds of every cell's stages (``time_<stage>_s`` row fields, written by
+:mod:`benchmark.stage_times`) as one table, methods x stages, with the data preparation of the run and totals."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from benchmark.stage_times import PREFIX, SUFFIX, stage_column
+
+#: Stages in the order a cell runs them; stages found in the rows but not listed follow in their own order.
+STAGE_ORDER: tuple[str, ...] = (
+    "train", "calibrate", "predict_test", "predict_val", "predict_val_labelled", "predict_slab", "evaluate",
+    "evaluate_slab", "figures",
+)  # fmt: skip
+DATA_STAGE = "data"
+
+
+def stage_names(rows: pd.DataFrame) -> list[str]:
+    """The cell stages with a column in ``rows`` (the run-level data stage excluded), in running order."""
+    found = [c[len(PREFIX) : -len(SUFFIX)] for c in rows.columns if c.startswith(PREFIX) and c.endswith(SUFFIX)]
+    stages = [s for s in found if s != DATA_STAGE]
+    return [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
+
+
+def time_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per (data set, modality, method): seconds per stage and their total (mean over seeds), then a
+    total line. Empty when no row has stage times (results written before they were recorded)."""
+    stages = stage_names(rows)
+    if not stages:
+        return pd.DataFrame()
+    cells = rows[rows["status"] == "ok"].drop_duplicates("cell")
+    columns = [stage_column(s) for s in stages]
+    cells = cells.dropna(subset=columns, how="all")
+    if cells.empty:
+        return pd.DataFrame()
+    table = cells.groupby(["dataset", "modality", "method_label"], sort=False)[columns].mean().reset_index()
+    table.columns = ["data set", "modality", "method", *stages]
+    table["total"] = table[stages].sum(axis=1)
+    total = {"data set": "all", "modality": "", "method": "total", **table[[*stages, "total"]].sum().to_dict()}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def data_seconds(rows: pd.DataFrame) -> float:
+    """The data preparation time of the run(s) behind ``rows`` (summed over distinct runs; NaN if unknown)."""
+    column = stage_column(DATA_STAGE)
+    if column not in rows:
+        return float("nan")
+    per_run = rows.dropna(subset=[column]).drop_duplicates("cell")
+    return float(per_run[column].drop_duplicates().sum()) if len(per_run) else float("nan")
