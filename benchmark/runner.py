@@ -56,6 +56,7 @@ from datasets.cache import remove_orphan_temporaries
 from datasets.loader import load_splits
 from datasets.slices import SliceSet, Splits
 from datasets.synthetic import ensure_synthetic_dataset
+from datasets.synthetic_statistics import record_statistics
 from methods import MethodContext, create_method
 from methods.base import AnomalyMethod, MethodUnavailable, TrainLog, TrainRecordSink, method_class
 
@@ -133,12 +134,17 @@ class CellOptions:
 
 
 def prepare_data(cfg: DictConfig) -> Splits:
-    """Generate the built-in synthetic set when configured, then load (cached) splits."""
+    """Generate the built-in synthetic set when configured, then load (cached) splits; the synthetic set's
+    statistics go beside its description (once per data hash,
+    :func:`datasets.synthetic_statistics.record_statistics`)."""
     data = dataset_config(cfg)
     synthetic = synthetic_config(cfg)
     if synthetic is not None:
         ensure_synthetic_dataset(data.root, synthetic, progress=cfg.progress)
-    return load_splits(data, progress=cfg.progress)
+    splits = load_splits(data, progress=cfg.progress)
+    if synthetic is not None:
+        record_statistics(data.root, splits)
+    return splits
 
 
 @dataclass(frozen=True)
