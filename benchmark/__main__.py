@@ -2,14 +2,13 @@
 
 ``experiment.kind`` picks what runs: ``comparison`` (default: train, predict, evaluate every cell) or
 ``timing`` (cost of every method, :mod:`benchmark.timing`; ``experiment=timing``). The configuration is
-checked before any work; an expected failure (bad config, bad data) prints one line and exits with status 2
-(``HYDRA_FULL_ERROR=1`` keeps the traceback).
+checked before any work; an expected failure (bad config, bad data) prints one line and exits with status 2,
+Ctrl-C one line and status 130 (:mod:`benchmark.cli`; ``HYDRA_FULL_ERROR=1`` keeps the traceback).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -18,6 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
+from benchmark.cli import one_line_errors
 from benchmark.config_path import CONFIG_DIR
 
 log = logging.getLogger("benchmark")
@@ -26,16 +26,8 @@ log = logging.getLogger("benchmark")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Run the configured experiment (resuming finished cells), then regenerate its report."""
-    from benchmark.config import ConfigError
-    from datasets.errors import DatasetError
-
-    try:
+    with one_line_errors():
         run(cfg)
-    except (ConfigError, DatasetError) as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        log.error("%s", error)
-        raise SystemExit(f"error: {error}") from None
 
 
 def run(cfg: DictConfig) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -18,12 +19,15 @@ from typing import Any, cast
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import benchmark.hydra_resolvers  # noqa: F401  (the configs' resolvers, for every reader of a composed config)
 from benchmark.schema import config_column
 from benchmark.thresholds import PROTOCOLS
 from benchmark.train_logger import LOGGER_SINKS, tensorboard_available
 from datasets.config import DatasetConfig
 from datasets.synthetic import SyntheticConfig, healthy_subject_ids
 from methods.base import TrainBudget, UnknownParameterError, check_params, method_class, registered_methods
+
+log = logging.getLogger(__name__)
 
 EXPERIMENT_KINDS = ("comparison", "timing")
 
@@ -381,16 +385,32 @@ def _check_logger(cfg: DictConfig) -> None:
 
 
 def _check_modalities(cfg: DictConfig) -> None:
+    """``experiment.modalities``: non-empty and all in the dataset. The experiments' default (an interpolation:
+    those of ``experiment.preferred_modalities`` that the dataset has) logs the ones it dropped; a user's explicit
+    choice is checked as given."""
     modalities = list(cfg.experiment.get("modalities") or [])
     available = list(cfg.dataset.modalities)
+    name = cfg.dataset.name
+    default = OmegaConf.is_interpolation(cfg.experiment, "modalities")
+    preferred = list(cfg.experiment.get("preferred_modalities") or [])
     if not modalities:
-        raise ConfigError(f"experiment.modalities is empty; expected some of the dataset's {available}")
+        what = (
+            f"none of experiment.preferred_modalities={preferred} is" if default else "experiment.modalities is empty"
+        )
+        raise ConfigError(
+            f"{what} in dataset {name!r} (dataset.modalities={available}); "
+            f"expected some of them, e.g. experiment.modalities=[{available[0]}]"
+        )
     missing = [m for m in modalities if m not in available]
     if missing:
         raise ConfigError(
-            f"experiment.modalities={modalities}: {missing} not in dataset {cfg.dataset.name!r} "
+            f"experiment.modalities={modalities}: {missing} not in dataset {name!r} "
             f"(dataset.modalities={available}); expected a subset, e.g. experiment.modalities=[{available[0]}]"
         )
+    dropped = [m for m in preferred if m not in available] if default else []
+    if dropped:
+        log.info("experiment.modalities=%s of preferred_modalities=%s: dataset %r has no %s", modalities, preferred,
+                 name, dropped)  # fmt: skip
 
 
 def _check_protocols(cfg: DictConfig) -> None:

@@ -9,7 +9,8 @@ when it returns one. Writes ``diagnosis.{md,json}`` to the experiment's report f
     python -m benchmark.diagnose experiment=table3 experiment.modalities=[flair]
 
 ``score_maps`` gives methods the suite's standard map scores (oracle_global mean Dice, pixel AUROC) without
-importing the benchmark.
+importing the benchmark. The configuration is checked before any data are prepared; errors are reported in one
+line as by ``python -m benchmark`` (:mod:`benchmark.cli`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import torch
 from omegaconf import DictConfig
 
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
-from benchmark.config import method_specs
+from benchmark.cli import one_line_errors
+from benchmark.config import ConfigError, validate_config
 from benchmark.config_path import CONFIG_DIR
 from benchmark.metrics import pixel_auroc
 from benchmark.runner import Cell, open_run, train_or_load
 from benchmark.thresholds import choose_threshold
 from datasets.slices import SliceSet
 from methods import MethodContext, create_method
-from methods.base import AnomalyMethod, MethodUnavailable, method_class
+from methods.base import AnomalyMethod, MethodUnavailable, method_class, registered_methods
 
 
 def standard_map_scores(maps: torch.Tensor, slices: SliceSet) -> dict[str, float]:
@@ -45,7 +47,15 @@ def has_diagnosis(name: str) -> bool:
 
 def run_diagnosis(cfg: DictConfig) -> str:
     """Diagnose every method of the experiment that has a diagnosis, in each modality (first seed); write the
-    markdown and JSON to ``paths.report`` and return the markdown."""
+    markdown and JSON to ``paths.report`` and return the markdown. Raises :class:`ConfigError` before any work
+    when no method of the experiment has a diagnosis."""
+    specs = [spec for spec in validate_config(cfg) if has_diagnosis(spec.name)]
+    if not specs:
+        with_hook = ", ".join(sorted(name for name in registered_methods() if has_diagnosis(name)))
+        raise ConfigError(
+            f"benchmark.diagnose: no method of experiment {cfg.experiment.name!r} (after experiment.only_methods) "
+            f"has a diagnosis; expected one of the methods {with_hook}"
+        )
     setup = open_run(cfg)
     splits = setup.splits
     seed = int(cfg.seeds[0])
@@ -53,9 +63,7 @@ def run_diagnosis(cfg: DictConfig) -> str:
     for modality in cfg.experiment.modalities:
         context = MethodContext(modality, splits.test.image_size[0], setup.device, seed, splits.test.modalities,
                                 progress=bool(cfg.progress))  # fmt: skip
-        for spec in method_specs(cfg):
-            if not has_diagnosis(spec.name):
-                continue
+        for spec in specs:
             try:
                 method = create_method(spec.name, context, **spec.params)
                 cell = Cell.of(splits, modality, spec, seed)
@@ -80,7 +88,9 @@ def run_diagnosis(cfg: DictConfig) -> str:
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    print(run_diagnosis(cfg))
+    """Diagnose the configured experiment's methods and print the markdown."""
+    with one_line_errors():
+        print(run_diagnosis(cfg))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-"""OmegaConf resolvers that ``configs/config.yaml`` uses, registered on import. Every command-line module with a
-``@hydra.main`` imports this first (it imports nothing heavy), so the config resolves in each of them."""
+"""OmegaConf resolvers that ``configs/`` uses, registered on import. Every command-line module with a
+``@hydra.main`` imports this first (it imports nothing heavy), and so does :mod:`benchmark.config`, so the config
+resolves wherever the suite reads it."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from omegaconf import OmegaConf
 
@@ -20,4 +22,11 @@ def job_dirname(override_dirname: str) -> str:
     return f"{name[: MAX_DIRNAME - 12]}__{digest}"
 
 
+def available_modalities(wanted: Sequence[str], available: Sequence[str]) -> list[str]:
+    """An experiment's default modalities (``experiment.preferred_modalities``): those the dataset has, in the
+    experiment's order. ``experiment.modalities=[...]`` replaces this interpolation and is checked as given."""
+    return [str(m) for m in wanted if m in available]
+
+
 OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+OmegaConf.register_new_resolver("available_modalities", available_modalities, replace=True)

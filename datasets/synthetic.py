@@ -17,13 +17,18 @@ whatever the number of worker processes. Modules: ``synthetic_anatomy`` (templat
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import io
 import json
 import logging
 import multiprocessing
 import os
-import shutil
+import signal
+import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, fields, replace
@@ -64,6 +69,9 @@ LAYOUT_FAMILIES = {"brats": ("tumour", "stroke"), "atlas": ("stroke",), "isles":
 MARKER = ".synthetic_complete.json"  # written last: the set is complete and has this config hash
 IN_PROGRESS = ".synthetic_in_progress.json"  # written first: the directory belongs to the generator
 LOCK = ".synthetic.lock"
+RECORDS = ".synthetic_subjects"  # one completion record per finished subject: an interrupted set resumes
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: workers get SIGTERM when the generating thread ends
+PARENT_POLL_S = 0.5  # elsewhere a worker checks this often whether its parent is gone
 DESCRIPTION = "dataset_description.json"
 FIGURE = "samples.png"
 STREAM_FAMILY, STREAM_TRANSFORM, STREAM_LESIONS, STREAM_CONTRAST, STREAM_NOISE = range(5)
@@ -409,8 +417,17 @@ def summarise(subject: SyntheticSubject, config: SyntheticConfig) -> dict[str, A
     }
 
 
-def _write_subject(config: SyntheticConfig, index: int, root: Path, keep_sample: bool) -> dict[str, Any]:
-    """Worker: generate and write one subject; returns its summary (and figure slices on request)."""
+def _record_path(root: Path, index: int) -> Path:
+    return root / RECORDS / f"{index:05d}.json"
+
+
+def _sample_path(root: Path, index: int) -> Path:
+    return root / RECORDS / f"{index:05d}.sample.npz"
+
+
+def _write_subject(config: SyntheticConfig, index: int, root: Path, keep_sample: bool) -> None:
+    """Worker: generate and write one subject's volumes, then its completion record (written atomically, last:
+    the config hash and the subject's summary; before it, for a figure subject, the slices the figure shows)."""
     subject = generate_subject(config, index)
     affine = geometry(config.layout).affine
     files = subject_files(root, config.layout, index)
@@ -418,25 +435,90 @@ def _write_subject(config: SyntheticConfig, index: int, root: Path, keep_sample:
         write_volume(files[modality], volume, affine)
     write_volume(files[LABEL], subject.label, affine)
     summary = summarise(subject, config)
+    (root / RECORDS).mkdir(exist_ok=True)
     if keep_sample:
         z = summary["largest_slice"]["z"]
-        summary["_sample"] = {
-            "id": subject.id,
-            "family": subject.family,
-            "z": z,
-            "images": {m: v[:, :, z].copy() for m, v in subject.images.items()},
-            "label": subject.classes[:, :, z].copy(),
-        }
-    return summary
+        arrays: dict[str, Any] = {f"image_{m}": v[:, :, z] for m, v in subject.images.items()}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, label=subject.classes[:, :, z], **arrays)
+        _atomic_write_bytes(_sample_path(root, index), buffer.getvalue())
+    record = {"config_hash": config.config_hash(), "summary": summary}
+    _atomic_write_text(_record_path(root, index), json.dumps(record))
 
 
-def _single_threaded() -> None:
-    """Worker initialiser: one core per worker (no BLAS/OpenMP thread oversubscription)."""
+def _finished(root: Path, config: SyntheticConfig, samples: set[int]) -> dict[int, dict[str, Any]]:
+    """The subjects already written for this config (a record with its hash, every volume and, for a figure
+    subject, its slices): index -> summary."""
+    digest, done = config.config_hash(), {}
+    for index in range(config.n_total):
+        try:
+            record = json.loads(_record_path(root, index).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get("config_hash") != digest:
+            continue
+        if all(p.is_file() for p in _subject_paths(root, config, index, samples)):
+            done[index] = record["summary"]
+    return done
+
+
+def _subject_paths(root: Path, config: SyntheticConfig, index: int, samples: set[int]) -> list[Path]:
+    """Every file a finished subject has: its volumes, its record and (a figure subject) its slices."""
+    paths = [*subject_files(root, config.layout, index).values(), _record_path(root, index)]
+    return [*paths, _sample_path(root, index)] if index in samples else paths
+
+
+def _load_sample(root: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """A figure subject's slices, as :func:`~datasets.synthetic_io.write_sample_figure` takes them."""
+    with np.load(_sample_path(root, summary["index"])) as arrays:
+        images = {k.removeprefix("image_"): arrays[k] for k in arrays.files if k.startswith("image_")}
+        label = arrays["label"]
+    return {
+        "id": summary["id"],
+        "family": summary["family"],
+        "z": summary["largest_slice"]["z"],
+        "images": images,
+        "label": label,
+    }
+
+
+def _init_worker(parent: int) -> None:
+    """Worker initialiser: Ctrl-C is the parent's to handle (it ends the pool), the worker dies with its parent
+    (even a SIGKILLed one), and one core per worker (no BLAS/OpenMP thread oversubscription)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
         return
     threadpool_limits(1)
+
+
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` ends. Linux: the kernel sends SIGTERM (``PR_SET_PDEATHSIG``) when the
+    thread that spawned the worker exits, i.e. the generating thread, which outlives the pool. Elsewhere: a
+    daemon thread that polls for the parent's pid to change (re-parenting; POSIX)."""
+    if sys.platform == "linux" and _parent_death_signal(signal.SIGTERM):
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+        return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
+
+
+def _parent_death_signal(sig: int) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies; whether that worked."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit the process as soon as its parent is no longer ``parent``."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
 
 
 def _sample_indices(families: list[str]) -> set[int]:
@@ -446,38 +528,76 @@ def _sample_indices(families: list[str]) -> set[int]:
     return set(chosen)
 
 
-def _generate(root: Path, config: SyntheticConfig, workers: int, progress: bool) -> list[dict[str, Any]]:
+def _generate(
+    root: Path, config: SyntheticConfig, todo: list[int], samples: set[int], workers: int, progress: bool
+) -> None:
+    """Write the subjects ``todo`` (in worker processes when ``workers > 1``, else or if they fail here)."""
     from tqdm.auto import tqdm
 
-    samples = _sample_indices(subject_families(config))
-    summaries: list[dict[str, Any] | None] = [None] * config.n_total
-    bar = tqdm(total=config.n_total, desc=f"synthetic {config.layout}", unit="subject", disable=not progress)
+    finished: set[int] = set()
+    bar = tqdm(
+        total=config.n_total,
+        initial=config.n_total - len(todo),
+        desc=f"synthetic {config.layout}",
+        unit="subject",
+        disable=not progress,
+    )
+
+    def done(index: int) -> None:
+        finished.add(index)
+        bar.update()
+
     with bar:
-        if workers > 1 and config.n_total > 1:
-            context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+        if workers > 1 and len(todo) > 1:
             try:
-                with ProcessPoolExecutor(
-                    min(workers, config.n_total), mp_context=context, initializer=_single_threaded
-                ) as pool:
-                    futures = {
-                        pool.submit(_write_subject, config, i, root, i in samples): i for i in range(config.n_total)
-                    }
-                    for future in as_completed(futures):
-                        summaries[futures[future]] = future.result()
-                        bar.update()
+                _in_workers(root, config, todo, samples, workers, done)
             except BrokenProcessPool as error:  # e.g. a __main__ that spawned workers cannot re-import
                 log.warning("synthetic data: worker processes failed (%s); generating the rest in this process", error)
-        for i in range(config.n_total):  # serial path, and whatever the workers did not finish
-            if summaries[i] is None:
-                summaries[i] = _write_subject(config, i, root, i in samples)
-                bar.update()
-    return summaries  # type: ignore[return-value]
+        for index in todo:  # serial path, and whatever the workers did not finish
+            if index not in finished:
+                _write_subject(config, index, root, index in samples)
+                done(index)
+
+
+def _in_workers(
+    root: Path, config: SyntheticConfig, todo: list[int], samples: set[int], workers: int, done: Callable[[int], None]
+) -> None:
+    """Write ``todo`` in spawned worker processes, calling ``done(index)`` as each subject finishes. On any
+    exception (Ctrl-C included) the pending subjects are cancelled and the workers terminated at once: the
+    interrupt acts within a second, no worker outlives the call, and the finished subjects keep their records."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    pool = ProcessPoolExecutor(
+        min(workers, len(todo)), mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
+    try:
+        futures = {pool.submit(_write_subject, config, i, root, i in samples): i for i in todo}
+        for future in as_completed(futures):
+            future.result()
+            done(futures[future])
+    except BaseException:
+        _terminate(pool)
+        raise
+    pool.shutdown()
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pending work and end the workers now (``shutdown`` alone waits for the running subjects)."""
+    processes = list(pool._processes.values())  # no public handle before Python 3.14's terminate_workers()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _atomic_write_bytes(path, text.encode())
 
 
 def _is_complete(root: Path, config: SyntheticConfig) -> bool:
@@ -490,22 +610,44 @@ def _is_complete(root: Path, config: SyntheticConfig) -> bool:
     return all(p.is_file() for i in range(config.n_total) for p in subject_files(root, config.layout, i).values())
 
 
-def _clear(root: Path) -> None:
-    """Empty ``root`` (except the lock) if the generator owns it; refuse to touch foreign data."""
+def _owner_hash(root: Path) -> str | None:
+    """The config hash the generator recorded in ``root``: the in-progress marker's, else the complete set's."""
+    for name in (IN_PROGRESS, MARKER):
+        path = root / name
+        if path.exists():
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+            return record.get("config_hash") if isinstance(record, dict) else None
+    return None
+
+
+def _clear(root: Path, digest: str, keep: frozenset[Path] = frozenset()) -> None:
+    """Take ``root`` over for the set of config ``digest``: refuse foreign data, write the in-progress marker,
+    then delete everything but the lock and ``keep`` (the finished subjects of a resumed set of this hash)."""
     entries = [p for p in root.iterdir() if p.name != LOCK]
-    if not entries:
-        return
-    if not ((root / MARKER).exists() or (root / IN_PROGRESS).exists()):
+    if entries and not ((root / MARKER).exists() or (root / IN_PROGRESS).exists()):
         raise FileExistsError(
             f"{root} is not empty and holds no {MARKER} or {IN_PROGRESS}: it was not written by the synthetic "
             f"generator, which refuses to overwrite it. Point the synthetic dataset root at a new or empty folder."
         )
-    log.info("synthetic data in %s are stale or incomplete: regenerating", root)
-    for p in entries:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+    _atomic_write_text(root / IN_PROGRESS, json.dumps({"config_hash": digest}))
+    for entry in entries:
+        _remove(entry, keep | {root / IN_PROGRESS})
+
+
+def _remove(path: Path, keep: frozenset[Path]) -> None:
+    """Delete ``path`` (a folder recursively, a link itself) but not the files in ``keep`` nor their folders."""
+    if path in keep:
+        return
+    if path.is_dir() and not path.is_symlink():
+        for child in path.iterdir():
+            _remove(child, keep)
+        if not any(path.iterdir()):
+            path.rmdir()
+    else:
+        path.unlink()
 
 
 def synthetic_dataset_hash(root: Path) -> str | None:
@@ -519,8 +661,13 @@ def synthetic_dataset_hash(root: Path) -> str | None:
 
 def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int = 2, progress: bool = True) -> Path:
     """Generate into root unless an identical set (same config hash, recorded in a marker file written LAST,
-    after all volumes) exists; returns root. A half-written set (no marker / different hash) is regenerated
-    cleanly.
+    after all volumes) exists; returns root.
+
+    Each subject gets a completion record (config hash, summary) after its volumes, so an interrupted run
+    (Ctrl-C, a killed job) keeps its finished subjects: the next call with the same config writes only the
+    missing ones, byte-identical to an uninterrupted run (subjects are seeded per index). Anything else in a
+    set of another config hash, or of no record, is deleted and regenerated. Ctrl-C stops the worker processes
+    at once, and workers die with a killed parent.
 
     Concurrent callers are serialised by a file lock in ``root``. A non-empty ``root`` that the generator
     did not write is never deleted (:class:`FileExistsError`). Besides the volumes it writes
@@ -536,23 +683,34 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
         if _is_complete(root, config):
             log.info("synthetic data %s (config %s) already complete: not regenerated", root, digest)
             return root
-        _clear(root)
-        _atomic_write_text(root / IN_PROGRESS, json.dumps({"config_hash": digest}))
+        samples = _sample_indices(subject_families(config))
+        done = _finished(root, config, samples) if _owner_hash(root) == digest else {}
+        if done:
+            log.info(
+                "synthetic data in %s: resuming, %d of %d subjects already written", root, len(done), config.n_total
+            )
+        elif any(p.name != LOCK for p in root.iterdir()):
+            log.info("synthetic data in %s are stale or incomplete: regenerating", root)
+        _clear(root, digest, frozenset(p for i in done for p in _subject_paths(root, config, i, samples)))
+        todo = [i for i in range(config.n_total) if i not in done]
         log.info(
-            "synthetic data: generating %d %s subjects (config %s) into %s",
-            config.n_total,
-            config.layout,
-            digest,
-            root,
+            "synthetic data: generating %d %s subjects (config %s) into %s", len(todo), config.layout, digest, root
         )
         started = time.perf_counter()
-        summaries = _generate(root.absolute(), config, workers, progress)
+        try:
+            _generate(root.absolute(), config, todo, samples, workers, progress)
+        except KeyboardInterrupt:
+            log.warning("synthetic data: interrupted; the finished subjects in %s are kept for the next run", root)
+            raise
         seconds = time.perf_counter() - started
-        samples = [s.pop("_sample") for s in summaries if "_sample" in s]
-        samples.sort(key=lambda s: (FAMILIES.index(s["family"]), s["id"]))
+        records = _finished(root, config, samples)
+        summaries = [records[i] for i in range(config.n_total)]
+        figure = sorted(
+            (_load_sample(root, records[i]) for i in samples), key=lambda s: (FAMILIES.index(s["family"]), s["id"])
+        )
         geom = geometry(config.layout)
         title = f"synthetic {config.layout} (config {digest}): largest lesion slice in z {config.slice_range}"
-        write_sample_figure(root / FIGURE, samples, MODALITIES[config.layout], geom.affine, title)
+        write_sample_figure(root / FIGURE, figure, MODALITIES[config.layout], geom.affine, title)
         description = _description(config, geom, summaries, seconds, workers)
         _atomic_write_text(root / DESCRIPTION, json.dumps(description, indent=1))
         _atomic_write_text(
@@ -568,7 +726,7 @@ def ensure_synthetic_dataset(root: Path, config: SyntheticConfig, workers: int =
             ),
         )
         (root / IN_PROGRESS).unlink()
-    log.info("synthetic data: %d %s subjects written to %s in %.1f s", config.n_total, config.layout, root, seconds)
+    log.info("synthetic data: %d %s subjects written to %s in %.1f s", len(todo), config.layout, root, seconds)
     return root
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+import datasets.synthetic as synthetic
 from datasets.synthetic import (
     DESCRIPTION,
     FIGURE,
@@ -39,7 +40,9 @@ GRID_128 = (240 / 128) ** 2  # area factor of the 240 -> 128 resize
 
 
 def _relative_files(root: Path) -> set[str]:
-    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    """The set's files as a user sees them: not the generator's hidden markers and per-subject records."""
+    relative = (p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    return {str(p) for p in relative if not any(part.startswith(".") for part in p.parts)}
 
 
 def _load(path: Path) -> tuple[np.ndarray, nib.Nifti1Image]:
@@ -358,3 +361,73 @@ def test_families_are_balanced():
     families = subject_families(SyntheticConfig(n_subjects=40))
     assert families.count("tumour") == families.count("stroke") == 20
     assert families != subject_families(SyntheticConfig(n_subjects=40, seed=1))
+
+
+def test_an_interrupted_generation_keeps_its_subjects_and_resumes_byte_identically(brats_root, tmp_path, monkeypatch):
+    real_writer, calls = synthetic._write_subject, []
+
+    def interrupted_in_the_second(config, index, root, keep_sample):  # Ctrl-C while subject 1 is half-written
+        calls.append(index)
+        if len(calls) == 2:
+            subject_files(root, config.layout, index)["flair"].parent.mkdir(parents=True)
+            subject_files(root, config.layout, index)["flair"].write_bytes(b"half-written")
+            raise KeyboardInterrupt
+        real_writer(config, index, root, keep_sample)
+
+    root = tmp_path / "set"
+    monkeypatch.setattr(synthetic, "_write_subject", interrupted_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_synthetic_dataset(root, BRATS, workers=1, progress=False)
+    assert not (root / MARKER).exists() and (root / IN_PROGRESS).exists()
+    first = {p: p.stat().st_mtime_ns for p in subject_files(root, "brats", 0).values()}
+
+    calls.clear()
+    monkeypatch.setattr(synthetic, "_write_subject", lambda *args: calls.append(args[1]) or real_writer(*args))
+    ensure_synthetic_dataset(root, BRATS, workers=1, progress=False)
+    assert calls == [1], "the rerun writes only the unfinished subject"
+    assert {p: p.stat().st_mtime_ns for p in first} == first, "finished subjects are not rewritten"
+    # byte for byte the set that two worker processes wrote in one go (the module's fixture)
+    assert _relative_files(root) == _relative_files(brats_root)
+    for name in sorted(_relative_files(brats_root) - {DESCRIPTION}):
+        assert (root / name).read_bytes() == (brats_root / name).read_bytes(), name
+    described = [json.loads((r / DESCRIPTION).read_text())["subjects"] for r in (root, brats_root)]
+    assert described[0] == described[1]
+    assert synthetic_dataset_hash(root) == BRATS.config_hash()
+
+
+def _fake_interrupted_set(root: Path, config: SyntheticConfig, digest: str) -> None:
+    """What an interrupted run for config hash ``digest`` leaves: subject 0 finished (volumes, record, figure
+    slices), subject 1 half-written, a temporary; the contents are placeholders (no generator run)."""
+    for path in subject_files(root, config.layout, 0).values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"finished")
+    synthetic._record_path(root, 0).parent.mkdir()
+    synthetic._record_path(root, 0).write_text(json.dumps({"config_hash": digest, "summary": {"index": 0}}))
+    synthetic._sample_path(root, 0).write_bytes(b"slices")
+    half = subject_files(root, config.layout, 1)["flair"]
+    half.parent.mkdir()
+    half.write_bytes(b"half")
+    (half.parent / "BraTS2021_00001_t1.partial.nii.gz").write_bytes(b"tmp")
+    (root / IN_PROGRESS).write_text(json.dumps({"config_hash": digest}))
+
+
+def test_resuming_keeps_the_finished_subjects_of_the_same_config_only(tmp_path, monkeypatch):
+    config = SyntheticConfig(n_subjects=2, seed=5)
+    assert 0 in synthetic._sample_indices(subject_families(config))  # subject 0's figure slices are needed
+
+    def interrupted(config, index, root, keep_sample):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthetic, "_write_subject", interrupted)
+    same, other = tmp_path / "same", tmp_path / "other"
+    _fake_interrupted_set(same, config, config.config_hash())
+    _fake_interrupted_set(other, config, replace(config, seed=6).config_hash())
+    kept = {*subject_files(same, "brats", 0).values(), synthetic._record_path(same, 0), synthetic._sample_path(same, 0)}
+    for root in (same, other):
+        with pytest.raises(KeyboardInterrupt):
+            ensure_synthetic_dataset(root, config, workers=1, progress=False)
+        assert json.loads((root / IN_PROGRESS).read_text()) == {"config_hash": config.config_hash()}
+    assert {p for p in same.rglob("*") if p.is_file() and p.name not in (synthetic.LOCK, IN_PROGRESS)} == kept
+    assert all(p.read_bytes() in (b"finished", b"slices") for p in kept if p.suffix != ".json")
+    # a set of another config hash is wiped whole (its subject 0 is not this config's)
+    assert sorted(p.name for p in other.rglob("*")) == sorted([synthetic.LOCK, IN_PROGRESS])

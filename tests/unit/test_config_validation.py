@@ -213,3 +213,38 @@ def test_cli_prints_bad_data_as_one_line_without_traceback(tmp_path) -> None:
         f"error: dataset root {tmp_path}/missing does not exist; expected the BraTS 2021 folder with subject "
         "folders <root>/BraTS2021_XXXXX/"
     )
+
+
+def _composed(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(("overrides", "modalities"), [
+    ([], ["flair", "t1"]),  # the synthetic set has all four: the default stays FLAIR and T1
+    (["dataset=atlas", "dataset.root=/data/x"], ["t1"]),  # ATLAS is T1 only
+    (["experiment=table1", "dataset=atlas", "dataset.root=/data/x"], ["t1"]),
+    (["experiment=table1", "dataset.modalities=[t2,flair]"], ["flair", "t2"]),  # the experiment's order
+    (["dataset=atlas", "dataset.root=/data/x", "experiment.preferred_modalities=[t1,flair]"], ["t1"]),
+])  # fmt: skip
+def test_default_modalities_are_the_experiments_that_the_dataset_has(overrides, modalities, caplog) -> None:
+    cfg = _composed(*overrides)
+    with caplog.at_level("INFO", logger="benchmark.config"):
+        validate_config(cfg)
+    assert list(cfg.experiment.modalities) == modalities
+    dropped = [m for m in cfg.experiment.preferred_modalities if m not in modalities]
+    assert (f"has no {dropped}" in caplog.text) == bool(dropped)
+
+
+def test_an_explicit_modality_the_dataset_lacks_is_a_one_line_error() -> None:
+    cfg = _composed("dataset=atlas", "dataset.root=/data/x", "experiment.modalities=[flair]")
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert str(info.value) == (
+        "experiment.modalities=['flair']: ['flair'] not in dataset 'atlas' (dataset.modalities=['t1']); "
+        "expected a subset, e.g. experiment.modalities=[t1]"
+    )
+    with pytest.raises(
+        ConfigError, match=r"^none of experiment\.preferred_modalities=\['flair'\] is in dataset 'atlas'"
+    ):
+        validate_config(_composed("experiment=table3", "dataset=atlas", "dataset.root=/data/x"))
