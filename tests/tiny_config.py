@@ -14,12 +14,12 @@ CONFIG_DIR = str(REPO / "configs")
 METHOD_CONFIG_DIR = Path(CONFIG_DIR) / "method"
 
 
-def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
-    """The config with outputs in ``out``, data and slice cache in the session-wide ``data_dir`` (generated
-    once), 6 synthetic lesion subjects and 1 healthy one at 32 px, no progress bars and 50 bootstrap resamples
-    (CI widths are not under test there; 1000 resamples cost about a second a cell); ``overrides`` come last
-    and win."""
-    base = [
+def tiny_overrides(out: Path, data_dir: Path) -> list[str]:
+    """Outputs in ``out``, data and slice cache in the session-wide ``data_dir`` (generated once), 6 synthetic
+    lesion subjects and 1 healthy one at 32 px, no progress bars and 50 bootstrap resamples (CI widths are not
+    under test there; 1000 resamples cost about a second a cell): as command-line overrides, so that a
+    ``python -m benchmark`` subprocess reads the same data and cache as :func:`compose_tiny`."""
+    return [
         f"paths.output={out}",
         f"paths.data={data_dir}",
         f"paths.cache={data_dir / 'slice_cache'}",
@@ -30,8 +30,12 @@ def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
         "dataset.split_fractions=[0.5,0.17,0.33]",
         "progress=false",
     ]
+
+
+def compose_tiny(out: Path, data_dir: Path, *overrides: str) -> DictConfig:
+    """The config of :func:`tiny_overrides`; ``overrides`` come last and win."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*base, *overrides])
+        return compose(config_name="config", overrides=[*tiny_overrides(out, data_dir), *overrides])
 
 
 def method_config(name: str) -> dict:
