@@ -10,6 +10,7 @@ import math
 import pandas as pd
 
 from benchmark.runner import run_experiment_cells
+from benchmark.stage_times import PREFIX, SUFFIX
 from benchmark.train_logger import CSV_NAME
 from reports.report import write_report
 from tests.tiny_config import TINY_METHODS, compose_tiny
@@ -31,6 +32,12 @@ def _run(out, data_dir, *extra):
     return cfg, *run_experiment_cells(cfg)
 
 
+def _without_clocks(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows without clock fields (:data:`CLOCK_FIELDS` and the stage times ``time_<stage>_s``)."""
+    stage_times = [c for c in rows.columns if c.startswith(PREFIX) and c.endswith(SUFFIX)]
+    return rows.drop(columns=[*CLOCK_FIELDS, *stage_times])
+
+
 def test_one_seed_twice_gives_identical_maps_and_rows(tmp_path, shared_data_dir) -> None:
     _, first, cells = _run(tmp_path / "first", shared_data_dir)
     _, second, cells_again = _run(tmp_path / "second", shared_data_dir)
@@ -41,8 +48,7 @@ def test_one_seed_twice_gives_identical_maps_and_rows(tmp_path, shared_data_dir)
         for name in a:
             assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape
             assert a[name].tobytes() == b[name].tobytes(), f"{cell}/{name} differs between two runs of one seed"
-    rows_a = first.rows(cells).drop(columns=list(CLOCK_FIELDS))
-    rows_b = second.rows(cells).drop(columns=list(CLOCK_FIELDS))
+    rows_a, rows_b = (_without_clocks(store.rows(cells)) for store in (first, second))
     assert rows_a.columns.tolist() == rows_b.columns.tolist()
     assert rows_a.astype(str).values.tolist() == rows_b.astype(str).values.tolist()  # exact (NaN == NaN as text)
     assert rows_a["deterministic"].tolist() == [True] * len(rows_a)
