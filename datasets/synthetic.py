@@ -2,17 +2,20 @@
 ISLES 2015 SISS), so that the default benchmark run reads it through the real-data loaders.
 
 Each subject is the nilearn MNI152 brain (offline package data) under a random affine and a smooth
-random deformation, with tumour-like (necrotic core, enhancing rim, oedema; BraTS labels 1/4/2) or
-stroke-like lesions (BraTS label 2; binary label 1 in the ATLAS and ISLES layouts) of irregular shape
-and a wide range of sizes, which push the surrounding tissue away (mass effect) before they are
-painted. Contrasts (FLAIR, T1, T1ce, T2; DWI for ISLES) come from the tissue maps with per-subject
-intensities, a smooth bias field and Rician noise; the background is exactly 0 (skull-stripped), except
+random deformation, with its own fine structure (folding, sharp tissue borders, within-tissue inhomogeneity:
+``synthetic_texture``, calibrated on real scans), with tumour-like (necrotic core off-centre in an enhancing
+rim, oedema along white matter; BraTS labels 1/4/2) or stroke-like lesions (BraTS label 2; binary label 1 in the
+ATLAS and ISLES layouts) of irregular shape and a wide range of sizes, which push the surrounding tissue away
+(mass effect) before they are painted, plus small MS-like white-matter lesions. Contrasts (FLAIR, T1, T1ce, T2;
+DWI for ISLES) come from the tissue maps with per-subject intensities, a heterogeneous lesion texture, a smooth
+bias field and Rician noise; the background is exactly 0 (skull-stripped), except
 for the crude head of the (not skull-stripped) ATLAS layout. Within the axial slice range (default
 z 70–89, the lateral ventricles) every subject has lesion slices and healthy slices.
 
 Everything is seeded per (seed, subject index, stream): the same config gives byte-identical arrays
 whatever the number of worker processes. Modules: ``synthetic_anatomy`` (template, warps, grids),
-``synthetic_lesions`` (shapes), ``synthetic_contrast`` (intensities), ``synthetic_io`` (layouts, figure).
+``synthetic_texture`` (individual fine structure), ``synthetic_lesions`` (shapes), ``synthetic_contrast``
+(intensities), ``synthetic_io`` (layouts, figure).
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ from datasets.synthetic_lesions import (
     merge,
     rasterise,
 )
+from datasets.synthetic_texture import TextureParams, TissueVariation
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 2  # bump whenever the generated arrays change for the same config
+GENERATOR_VERSION = 3  # bump whenever the generated arrays change for the same config
 FAMILIES = ("tumour", "stroke")
 LAYOUT_FAMILIES = {"brats": ("tumour", "stroke"), "atlas": ("stroke",), "isles": ("stroke",)}
 MARKER = ".synthetic_complete.json"  # written last: the set is complete and has this config hash
@@ -74,7 +78,7 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: workers get SIGTERM when the generating
 PARENT_POLL_S = 0.5  # elsewhere a worker checks this often whether its parent is gone
 DESCRIPTION = "dataset_description.json"
 FIGURE = "samples.png"
-STREAM_FAMILY, STREAM_TRANSFORM, STREAM_LESIONS, STREAM_CONTRAST, STREAM_NOISE = range(5)
+STREAM_FAMILY, STREAM_TRANSFORM, STREAM_LESIONS, STREAM_CONTRAST, STREAM_NOISE, STREAM_TEXTURE = range(6)
 MAX_ATTEMPTS = 60  # lesion sets redrawn until the slice constraints hold
 PLACEMENT_TRIES = 40
 SAMPLE_ROWS_PER_FAMILY = 2
@@ -88,7 +92,7 @@ class SyntheticConfig:
         n_subjects: number of lesion subjects.
         n_healthy_subjects: lesion-free subjects written after them (indices ``n_subjects ...``; own seeded
             anatomy), for the whole-volume evaluation's false positives on healthy subjects: the runner puts
-            them in test (:func:`healthy_subject_ids`). 0 keeps the config hash of sets written before the field.
+            them in test (:func:`healthy_subject_ids`).
         seed: base seed; subject ``i`` uses streams seeded by ``(seed, stream, i)``.
         layout: on-disk layout and grid: ``brats`` (240x240x155), ``atlas`` (MNI 197x233x189, T1 only),
             ``isles`` (230x230x154).
@@ -97,6 +101,9 @@ class SyntheticConfig:
         tumour_count, stroke_count: (min, max) lesions per subject (more lesions are less likely).
         tumour_radius_mm, stroke_radius_mm: (min, max) equivalent radius of a whole lesion, drawn
             log-uniformly; the z semi-axis is capped at ``max_lesion_z_mm``.
+        small_lesion_count, small_lesion_radius_mm: (min, max) number (uniform) and radius (log-uniform) of
+            small MS-like white-matter lesions added to every lesion subject near the slice range (BraTS label 2,
+            the ATLAS/ISLES lesion label), so that small lesions and the small size bin exist.
         slice_range: axial ``[start, stop)`` in which every subject has at least
             ``min_lesion_slices`` lesion slices and ``min_healthy_slices`` lesion-free slices.
         lesion_contrast: scales every lesion's contrast to white matter (``1 + (ratio - 1) * this``).
@@ -105,6 +112,11 @@ class SyntheticConfig:
         bias_strength: amplitude of the cubic log-bias-field coefficients.
         rotation_deg, scale_jitter, translation/deformation: random affine (±degrees per axis,
             ±relative scale per axis) and std of the smooth deformation (mm).
+        tissue_sharpness, folding, csf_folding, folding_mm: the subject's own fine structure
+            (:mod:`datasets.synthetic_texture`): gain on the template's tissue log-odds, std of the random
+            GM-vs-WM and CSF log-odds shifts and their node spacing (mm).
+        inhomogeneity, inhomogeneity_mm: std of the log intensity variation inside each tissue class
+            (jittered ±30 % per contrast) and the node spacing (mm) of its finer scale.
     """
 
     n_subjects: int = 40
@@ -114,19 +126,27 @@ class SyntheticConfig:
     lesion_families: tuple[str, ...] = ("tumour", "stroke")
     tumour_count: tuple[int, int] = (1, 2)
     stroke_count: tuple[int, int] = (1, 3)
-    tumour_radius_mm: tuple[float, float] = (18.0, 50.0)
+    tumour_radius_mm: tuple[float, float] = (18.0, 55.0)
     stroke_radius_mm: tuple[float, float] = (4.0, 36.0)
+    small_lesion_count: tuple[int, int] = (0, 4)
+    small_lesion_radius_mm: tuple[float, float] = (2.5, 5.0)
     max_lesion_z_mm: float = 20.0
     slice_range: tuple[int, int] = (70, 90)
     min_healthy_slices: int = 5
     min_lesion_slices: int = 2
     lesion_contrast: float = 1.0
     mass_effect: float = 1.0
-    noise_level: float = 0.03
+    noise_level: float = 0.05
     bias_strength: float = 0.15
     rotation_deg: float = 5.0
     scale_jitter: float = 0.05
     deformation_mm: float = 2.5
+    tissue_sharpness: float = 3.0
+    folding: float = 2.5
+    csf_folding: float = 0.5
+    folding_mm: float = 1.5
+    inhomogeneity: float = 0.10
+    inhomogeneity_mm: float = 1.5
 
     def __post_init__(self) -> None:
         for f in fields(self):  # lists from YAML / OmegaConf become tuples (hashable, frozen)
@@ -147,7 +167,10 @@ class SyntheticConfig:
             raise ValueError(f"SyntheticConfig: n_healthy_subjects={self.n_healthy_subjects} must be >= 0")
         if self.n_subjects < 1 or self.seed < 0:
             raise ValueError(f"SyntheticConfig: n_subjects={self.n_subjects} must be >= 1, seed={self.seed} >= 0")
-        for name in ("tumour_count", "stroke_count", "tumour_radius_mm", "stroke_radius_mm"):
+        lo, hi = self.small_lesion_count
+        if not 0 <= lo <= hi:
+            raise ValueError(f"SyntheticConfig.small_lesion_count={self.small_lesion_count}: need 0 <= min <= max")
+        for name in ("tumour_count", "stroke_count", "tumour_radius_mm", "stroke_radius_mm", "small_lesion_radius_mm"):
             lo, hi = getattr(self, name)
             if not 0 < lo <= hi:
                 raise ValueError(f"SyntheticConfig.{name}={getattr(self, name)}: need 0 < min <= max")
@@ -172,11 +195,8 @@ class SyntheticConfig:
         return self.n_subjects + self.n_healthy_subjects
 
     def config_hash(self) -> str:
-        """Short hash of every field and of :data:`GENERATOR_VERSION` (``n_healthy_subjects`` only when > 0)."""
-        fields_ = asdict(self)
-        if not self.n_healthy_subjects:
-            fields_.pop("n_healthy_subjects")
-        blob = json.dumps({"generator_version": GENERATOR_VERSION, **fields_}, sort_keys=True)
+        """Short hash of every field and of :data:`GENERATOR_VERSION`."""
+        blob = json.dumps({"generator_version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -211,6 +231,7 @@ class SubjectPlan:
     cmap: CoarseMap
     classes: np.ndarray  # uint8, full grid: 0, NECROSIS, OEDEMA, ENHANCING, STROKE
     attempts: int
+    variation: TissueVariation
 
 
 def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
@@ -228,9 +249,11 @@ def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
         geom.transform_scale,
     )
     nominal = nominal_anatomy(geom, transform, templates)
+    variation = TissueVariation.draw(_rng(config, STREAM_TEXTURE, index), geom.shape, texture_params(config))
     if family == HEALTHY:
         cmap = coarse_map(geom, transform, [], nominal, templates)
-        return SubjectPlan(index, family, transform, [], cmap, np.zeros(geom.shape, np.uint8), attempts=0)
+        classes = np.zeros(geom.shape, np.uint8)
+        return SubjectPlan(index, family, transform, [], cmap, classes, attempts=0, variation=variation)
     rng = _rng(config, STREAM_LESIONS, index)
     for attempt in range(1, MAX_ATTEMPTS + 1):
         lesions = _draw_lesions(rng, family, nominal, config)
@@ -238,9 +261,9 @@ def subject_plan(config: SyntheticConfig, index: int) -> SubjectPlan:
             continue
         effects = [lesion.mass_effect(config.mass_effect) for lesion in lesions]
         cmap = coarse_map(geom, transform, effects, nominal, templates)
-        classes, sizes = _rasterise_all(lesions, cmap, templates, geom)
+        classes, sizes = _rasterise_all(lesions, cmap, templates, geom, variation)
         if min(sizes) >= MIN_LESION_VOXELS and _slices_ok(classes, config):
-            return SubjectPlan(index, family, transform, lesions, cmap, classes, attempts=attempt)
+            return SubjectPlan(index, family, transform, lesions, cmap, classes, attempt, variation)
     raise RuntimeError(
         f"synthetic subject {index}: no lesion set met the slice constraints in {MAX_ATTEMPTS} attempts "
         f"(slice_range={config.slice_range}, min_healthy_slices={config.min_healthy_slices}, "
@@ -302,17 +325,54 @@ def _draw_lesions(
             if k == 0:
                 return []
             break
+    return lesions + _small_lesions(rng, nominal, config, covered)
+
+
+SMALL_LESION_MARGIN = 4  # small lesions are centred within this many slices of the slice range
+
+
+def _small_lesions(
+    rng: np.random.Generator, nominal: dict[str, np.ndarray], config: SyntheticConfig, covered: np.ndarray
+) -> list[Lesion]:
+    """Small white-matter lesions near the slice range that keep its lesion-free slices (``covered``: the
+    range's slices the lesions drawn so far reach; updated in place)."""
+    low, high = config.small_lesion_count
+    count = int(rng.integers(low, high + 1))
+    z0, z1 = config.slice_range
+    slices = np.arange(z0, z1)
+    max_cover = len(slices) - config.min_healthy_slices - 1
+    pts = nominal["points"]
+    near = (pts[2] >= z0 - SMALL_LESION_MARGIN) & (pts[2] < z1 + SMALL_LESION_MARGIN)
+    nodes = np.argwhere((nominal["wm"] >= 0.6) & (nominal["depth"] >= 8) & near)
+    lesions: list[Lesion] = []
+    for _ in range(count if len(nodes) else 0):
+        radius = float(np.exp(rng.uniform(*np.log(config.small_lesion_radius_mm))))
+        node = nodes[rng.integers(len(nodes))]
+        centre = pts[(slice(None), *node)] + rng.uniform(-STEP / 2, STEP / 2, 3)
+        lesion = draw_lesion(rng, "wmh", centre, radius, config.max_lesion_z_mm)
+        lo, hi = lesion.z_interval()
+        now = covered | ((slices >= lo) & (slices <= hi))
+        if now.sum() <= max_cover:
+            covered[:] = now
+            lesions.append(lesion)
     return lesions
 
 
+def texture_params(config: SyntheticConfig) -> TextureParams:
+    """The config's fine-structure fields (:mod:`datasets.synthetic_texture`)."""
+    return TextureParams(
+        config.tissue_sharpness, config.folding, config.csf_folding, config.folding_mm, config.inhomogeneity_mm
+    )
+
+
 def _rasterise_all(
-    lesions: list[Lesion], cmap: CoarseMap, templates: Templates, geom: Geometry
+    lesions: list[Lesion], cmap: CoarseMap, templates: Templates, geom: Geometry, variation: TissueVariation
 ) -> tuple[np.ndarray, list[int]]:
     classes = np.zeros(geom.shape, np.uint8)
     sizes = []
     for lesion in lesions:
         box = lesion.box(geom.shape)
-        patch = rasterise(lesion, warp_box(cmap, templates, box))
+        patch = rasterise(lesion, variation.individual(warp_box(cmap, templates, box)))
         sizes.append(int(np.count_nonzero(patch)))
         merge(classes, box, patch)
     return classes, sizes
@@ -357,15 +417,17 @@ def generate_subject(config: SyntheticConfig, index: int, with_tissue: bool = Fa
     """Generate subject ``index`` in memory (what :func:`ensure_synthetic_dataset` writes)."""
     plan = subject_plan(config, index)
     geom, templates = geometry(config.layout), load_templates()
-    anatomy = warp_box(plan.cmap, templates, plan.cmap.bbox)
+    anatomy = plan.variation.individual(warp_box(plan.cmap, templates, plan.cmap.bbox))
     modalities = MODALITIES[config.layout]
     rng = _rng(config, STREAM_CONTRAST, index)
-    contrasts = draw_contrasts(rng, modalities, config.noise_level, config.bias_strength, config.lesion_contrast)
+    contrasts = draw_contrasts(
+        rng, modalities, config.noise_level, config.bias_strength, config.lesion_contrast, config.inhomogeneity
+    )
     texture_seed = int(rng.integers(2**31))
     brain = np.zeros(geom.shape, bool)
     brain[anatomy.box] = anatomy.brain
     head = add_head(brain) if config.layout == "atlas" else None  # ATLAS is not skull-stripped
-    voxels = BrainVoxels.of(anatomy)
+    voxels = BrainVoxels.of(anatomy, plan.variation.modulation(anatomy.box))
     noise_rng = _rng(config, STREAM_NOISE, index)
     images = {
         m: render(contrasts[m], voxels, anatomy.box, plan.classes, geom.shape, texture_seed, noise_rng, head)
@@ -761,7 +823,8 @@ def _description(
             "display": "datasets.synthetic_io.display_axial: radiological, anterior up",
         },
         "anatomy": "nilearn MNI152 (ICBM 2009a sym) GM/WM templates and brain mask, CSF = mask - GM - WM; "
-        "per-subject random affine + smooth deformation; lateral ventricles at z ~70-89 "
+        "per-subject random affine + smooth deformation, individual folding, sharpened tissue borders and "
+        "within-tissue inhomogeneity (datasets/synthetic_texture.py); lateral ventricles at z ~70-89 "
         "(BraTS/ISLES grids)",
         "skull": "crude head shells (CSF/dura, skull, scalp) around the brain, 0 beyond"
         if config.layout == "atlas"

@@ -1,8 +1,10 @@
 """MR contrasts of the synthetic subjects: tissue and lesion intensities, bias field, Rician noise.
 
 Intensities are drawn per subject and contrast as ratios to the subject's white-matter level
-(:data:`TISSUE_RATIOS`, :data:`LESION_RATIOS`); a voxel's noise-free signal is the partial-volume mix
-of its GM/WM/CSF probabilities, lesions are blended in with soft edges and a mild texture, then a
+(:data:`TISSUE_RATIOS`, :data:`LESION_RATIOS`, calibrated with the statistics command against real scans at
+64 and 128 px); a voxel's noise-free signal is the partial-volume mix of its GM/WM/CSF fractions, each tissue
+modulated by the subject's within-tissue variation (:mod:`datasets.synthetic_texture`), lesions are blended in
+with soft edges and a heterogeneous texture on two scales, then a
 smooth multiplicative bias field (cubic polynomial, like TorchIO's ``RandomBiasField``) and Rician
 noise are applied. Outside the brain the signal is exactly 0 (skull-stripped, as in BraTS), except in
 the ATLAS layout, whose real data are not skull-stripped: there a crude head (CSF/dura, skull, scalp
@@ -22,18 +24,21 @@ from datasets.synthetic_lesions import ENHANCING, NECROSIS, OEDEMA, STROKE, smoo
 
 #: (low, high) ratio to WM of grey matter and CSF per contrast, drawn per subject.
 TISSUE_RATIOS: dict[str, dict[str, tuple[float, float]]] = {
-    "t1": {"gm": (0.62, 0.75), "csf": (0.22, 0.35)},
-    "t1ce": {"gm": (0.65, 0.78), "csf": (0.22, 0.35)},
-    "t2": {"gm": (1.25, 1.50), "csf": (2.4, 3.2)},
-    "flair": {"gm": (1.08, 1.30), "csf": (0.25, 0.40)},
+    "t1": {"gm": (0.52, 0.66), "csf": (0.12, 0.25)},
+    "t1ce": {"gm": (0.55, 0.69), "csf": (0.15, 0.30)},
+    "t2": {"gm": (1.45, 1.80), "csf": (3.0, 4.3)},
+    "flair": {"gm": (1.05, 1.25), "csf": (0.25, 0.40)},
     "dwi": {"gm": (1.08, 1.30), "csf": (0.25, 0.40)},
 }
+#: Relative strength of the within-tissue inhomogeneity per contrast (calibrated on real scans: T2 has the most
+#: fine structure for its intensity spread).
+INHOMOGENEITY_SCALE: dict[str, float] = {"t1": 1.0, "t1ce": 1.0, "t2": 1.4, "flair": 1.0, "dwi": 1.0}
 #: (low, high) ratio to WM of each lesion compartment per contrast, drawn per subject.
 LESION_RATIOS: dict[int, dict[str, tuple[float, float]]] = {
-    OEDEMA: {"flair": (1.3, 1.8), "t2": (1.6, 2.2), "t1": (0.6, 0.8), "t1ce": (0.62, 0.82), "dwi": (1.0, 1.3)},
-    ENHANCING: {"flair": (1.2, 1.6), "t2": (1.3, 1.8), "t1": (0.6, 0.8), "t1ce": (1.4, 2.0), "dwi": (1.1, 1.5)},
-    NECROSIS: {"flair": (0.8, 1.3), "t2": (2.0, 2.8), "t1": (0.35, 0.55), "t1ce": (0.35, 0.55), "dwi": (0.4, 0.8)},
-    STROKE: {"flair": (1.3, 1.8), "t2": (1.6, 2.4), "t1": (0.45, 0.75), "t1ce": (0.45, 0.75), "dwi": (1.6, 2.6)},
+    OEDEMA: {"flair": (1.3, 1.8), "t2": (2.0, 2.8), "t1": (0.6, 0.8), "t1ce": (0.62, 0.82), "dwi": (1.0, 1.3)},
+    ENHANCING: {"flair": (1.2, 1.6), "t2": (1.6, 2.2), "t1": (0.6, 0.8), "t1ce": (1.4, 2.0), "dwi": (1.1, 1.5)},
+    NECROSIS: {"flair": (0.8, 1.3), "t2": (3.0, 4.5), "t1": (0.35, 0.55), "t1ce": (0.35, 0.55), "dwi": (0.4, 0.8)},
+    STROKE: {"flair": (1.3, 1.8), "t2": (2.0, 3.0), "t1": (0.45, 0.75), "t1ce": (0.45, 0.75), "dwi": (1.6, 2.6)},
 }
 #: Crude head of the ATLAS layout (T1): (outer distance from the brain in mm, ratio to WM) per shell.
 HEAD_SHELLS = ((2.5, 0.25), (8.0, 0.08), (13.0, 0.85))
@@ -52,10 +57,16 @@ class Contrast:
     bias: np.ndarray  # [4, 4, 4] polynomial coefficients c_ijk of x^i y^j z^k (i+j+k <= 3)
     noise_sigma: float  # Rician noise std, same units as ``wm``
     heterogeneity: float  # lesion texture amplitude (relative)
+    inhomogeneity: float  # std of the log intensity variation inside each tissue class
 
     @staticmethod
     def draw(
-        rng: np.random.Generator, name: str, noise_level: float, bias_strength: float, lesion_contrast: float
+        rng: np.random.Generator,
+        name: str,
+        noise_level: float,
+        bias_strength: float,
+        lesion_contrast: float,
+        inhomogeneity: float,
     ) -> Contrast:
         tissue = TISSUE_RATIOS[name]
         wm = rng.uniform(300.0, 1200.0)
@@ -69,8 +80,11 @@ class Contrast:
                     if i + j + k:
                         bias[i, j, k] = rng.uniform(-1.0, 1.0) * bias_strength / (i + j + k)
         sigma = noise_level * wm * rng.uniform(0.7, 1.3)
-        heterogeneity = rng.uniform(0.03, 0.08)
-        return Contrast(name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(heterogeneity))
+        heterogeneity = rng.uniform(0.08, 0.18)
+        spread = inhomogeneity * INHOMOGENEITY_SCALE[name] * rng.uniform(0.7, 1.3)
+        return Contrast(
+            name, float(wm), float(gm), float(csf), lesion, bias, float(sigma), float(heterogeneity), float(spread)
+        )
 
 
 def draw_contrasts(
@@ -79,8 +93,9 @@ def draw_contrasts(
     noise_level: float,
     bias_strength: float,
     lesion_contrast: float,
+    inhomogeneity: float,
 ) -> dict[str, Contrast]:
-    return {m: Contrast.draw(rng, m, noise_level, bias_strength, lesion_contrast) for m in modalities}
+    return {m: Contrast.draw(rng, m, noise_level, bias_strength, lesion_contrast, inhomogeneity) for m in modalities}
 
 
 @dataclass(frozen=True)
@@ -92,14 +107,17 @@ class BrainVoxels:
     gm: np.ndarray
     wm: np.ndarray
     csf: np.ndarray
+    modulation: np.ndarray  # [3 (GM, WM, CSF), n]: unit-variance relative intensity variation per tissue
 
     @staticmethod
-    def of(anatomy: AnatomyBox) -> BrainVoxels:
+    def of(anatomy: AnatomyBox, modulation: np.ndarray) -> BrainVoxels:
+        """The brain voxels of ``anatomy`` and their tissue variation (``modulation``: ``[3, *box shape]``)."""
         inside = np.nonzero(anatomy.brain)
         index = np.full(anatomy.brain.shape, -1, np.int32)
         index[inside] = np.arange(inside[0].size, dtype=np.int32)
         x, y, z = (v + s.start for v, s in zip(inside, anatomy.box))
-        return BrainVoxels((x, y, z), index, anatomy.gm[inside], anatomy.wm[inside], anatomy.csf[inside])
+        tissue = (anatomy.gm[inside], anatomy.wm[inside], anatomy.csf[inside])
+        return BrainVoxels((x, y, z), index, *tissue, modulation[:, inside[0], inside[1], inside[2]])
 
 
 def lesion_region(classes: np.ndarray, bbox: tuple[slice, ...], pad: int = 3) -> tuple[slice, ...] | None:
@@ -128,7 +146,8 @@ def render(
         classes: the subject's lesion classes on the full grid.
         head: (ATLAS) voxels outside the brain and their T1 ratios to WM (:func:`add_head`).
     """
-    signal = contrast.wm * (brain.wm + contrast.gm_ratio * brain.gm + contrast.csf_ratio * brain.csf)
+    gm, wm, csf = np.exp(np.float32(contrast.inhomogeneity) * brain.modulation)
+    signal = contrast.wm * (brain.wm * wm + contrast.gm_ratio * brain.gm * gm + contrast.csf_ratio * brain.csf * csf)
     region = lesion_region(classes, box)
     if region is not None:
         at = brain.index[region]
@@ -150,7 +169,7 @@ def render(
 
 
 def _paint(signal: np.ndarray, classes: np.ndarray, brain: np.ndarray, contrast: Contrast, texture_seed: int) -> None:
-    """Blend the lesion compartments into the dense ``signal`` with soft edges and a mild texture."""
+    """Blend the lesion compartments into the dense ``signal`` with soft edges and a texture on two scales."""
     lut = np.zeros(8, np.float32)
     for c, ratio in contrast.lesion_ratios.items():
         lut[c] = contrast.wm * ratio
@@ -158,8 +177,8 @@ def _paint(signal: np.ndarray, classes: np.ndarray, brain: np.ndarray, contrast:
     weight = ndi.gaussian_filter(mask, 0.7)
     level = ndi.gaussian_filter(lut[classes] * mask, 0.7) / np.maximum(weight, 1e-3)
     box = cast(tuple[slice, slice, slice], tuple(slice(0, n) for n in classes.shape))  # classes is 3-D
-    texture = smooth_noise(texture_seed, box, spacing=2.5, channels=1)[0]
-    level *= 1.0 + np.float32(contrast.heterogeneity) * texture
+    fine, coarse = (smooth_noise(texture_seed + k, box, spacing, channels=1)[0] for k, spacing in enumerate((1.5, 5.0)))
+    level *= 1.0 + np.float32(contrast.heterogeneity / np.sqrt(2.0)) * (fine + coarse)  # heterogeneous interior
     weight = np.minimum(weight * 1.5, 1.0) * brain  # ~1 inside the label, soft over ~1 voxel outside
     signal *= 1.0 - weight
     signal += level * weight

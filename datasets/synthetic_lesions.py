@@ -4,8 +4,10 @@ A lesion is a thresholded smooth random field: ``1 - r + irregularity * n(p) (+ 
 ``r`` is the distance from the centre in the lesion's (rotated, anisotropic) ellipsoid metric (for a
 tumour's outline flat-topped in z, so that its axial sections stay large) and ``n`` a unit-variance
 random field on two scales that grow with the lesion, faded out towards an outer envelope; the zero
-level set is a lobulated, irregular outline. Tumours have three nested fields (oedema, core, necrosis; the
-enhancing rim = core minus necrosis), stroke lesions one. Oedema and stroke lesions spare CSF; every
+level set is a lobulated, irregular outline. Tumours have three nested fields (oedema, whose outline also
+follows white matter; core; necrosis, off-centre in the core: the enhancing rim = core minus necrosis, of varying
+thickness), stroke lesions and small white-matter lesions (MS-like, a few pixels at 64 px) one. Oedema, stroke and
+white-matter lesions spare CSF; every
 compartment stays inside the brain. Compartments are kept as internal classes (:data:`NECROSIS`,
 :data:`OEDEMA`, :data:`ENHANCING` as in BraTS, :data:`STROKE`) and mapped to a layout's labels when
 written.
@@ -38,7 +40,7 @@ FINE_WEIGHT = 0.6  # weight of the finer-scale noise in a lesion's outline (lobu
 class Lesion:
     """One lesion in target voxel coordinates (1 mm voxels)."""
 
-    family: str  # "tumour" | "stroke"
+    family: str  # "tumour" | "stroke" | "wmh" (small white-matter hyperintensity, MS-like)
     centre: np.ndarray
     rotation: np.ndarray  # rows: the lesion's principal axes
     axes: np.ndarray  # semi-axes (mm) of the whole lesion's ellipsoid
@@ -46,6 +48,7 @@ class Lesion:
     core_frac: float  # tumour: core semi-axes / whole semi-axes
     core_offset: np.ndarray  # tumour: core centre - lesion centre (mm)
     necrosis_frac: float  # tumour: necrosis semi-axes / core semi-axes (0: no necrosis)
+    necrosis_offset: np.ndarray  # tumour: necrosis centre - core centre (mm): an enhancing rim of varying thickness
     wm_preference: float  # tumour oedema spreads along white matter
     swelling: float  # mass-effect strength before the config's ``mass_effect`` factor
     noise_seed: int
@@ -82,13 +85,15 @@ def draw_lesion(rng: np.random.Generator, family: str, centre: np.ndarray, radiu
         core_frac = rng.uniform(0.35, 0.7)
         core_offset = rng.uniform(-0.15, 0.15, 3) * axes
         necrosis_frac = 0.0 if rng.random() < 0.2 else rng.uniform(0.45, 0.8)
-        wm_preference = rng.uniform(0.2, 0.6)
+        necrosis_offset = rng.uniform(-0.6, 0.6, 3) * (1.0 - necrosis_frac) * core_frac * axes
+        wm_preference = rng.uniform(0.4, 1.0)
         swelling = rng.uniform(0.15, 0.4) * min(1.0, radius / 25.0)
     else:
-        axes = radius * rng.uniform(0.6, 1.4, 3)
-        irregularity = rng.uniform(0.2, 0.45)
+        axes = radius * (rng.uniform(0.6, 1.4, 3) if family == "stroke" else rng.uniform(0.7, 1.3, 3))
+        irregularity = rng.uniform(0.2, 0.45) if family == "stroke" else rng.uniform(0.1, 0.25)
         core_frac, core_offset, necrosis_frac, wm_preference = 0.0, np.zeros(3), 0.0, 0.0
-        swelling = rng.uniform(0.0, 0.1)
+        necrosis_offset = np.zeros(3)
+        swelling = rng.uniform(0.0, 0.1) if family == "stroke" else 0.0
     axes[2] = min(axes[2], max_z_mm)
     tilt = np.deg2rad(rng.uniform(-15, 15, 2))
     rotation = rotation_matrix(tilt[0], tilt[1], rng.uniform(0, 2 * np.pi))
@@ -101,6 +106,7 @@ def draw_lesion(rng: np.random.Generator, family: str, centre: np.ndarray, radiu
         float(core_frac),
         core_offset,
         float(necrosis_frac),
+        necrosis_offset,
         float(wm_preference),
         float(swelling),
         int(rng.integers(2**31)),
@@ -152,7 +158,7 @@ def rasterise(lesion: Lesion, anatomy: AnatomyBox) -> np.ndarray:
     radius = _radius(lesion, box, lesion.centre, 1.0, flat_top=lesion.family == "tumour")
     taper = np.clip((ENVELOPE - radius) / TAPER, 0.0, 1.0)
     field = 1.0 - radius + lesion.irregularity * outline * taper
-    if lesion.family == "stroke":
+    if lesion.family != "tumour":  # stroke and small white-matter lesions: one compartment
         whole = _largest_component((field > 0) & parenchyma)
         return whole.astype(np.uint8) * STROKE
     field += lesion.wm_preference * (anatomy.wm - 0.5)
@@ -166,7 +172,8 @@ def rasterise(lesion: Lesion, anatomy: AnatomyBox) -> np.ndarray:
     out[core] = ENHANCING
     if lesion.necrosis_frac > 0:
         nec_scale = lesion.core_frac * lesion.necrosis_frac
-        necrosis = 1.0 - _radius(lesion, box, core_centre, nec_scale) + core_irr * noise[2] > 0
+        nec_centre = core_centre + lesion.necrosis_offset
+        necrosis = 1.0 - _radius(lesion, box, nec_centre, nec_scale) + core_irr * noise[2] > 0
         out[necrosis & core] = NECROSIS
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from benchmark.dataset_stats import run_statistics
-from benchmark.runner import run_experiment
+from benchmark.runner import prepare_data, run_experiment
+from datasets.dataset_statistics import dataset_statistics
+from tests.real_reference import REFERENCE_FILE, REFERENCE_SIZES, STATISTICS, read_reference
 from tests.tiny_config import CONFIG_DIR, REPO, TINY_METHODS
 
 
@@ -67,7 +70,7 @@ def real_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
-def real_config(base: Path, out: Path, *overrides: str) -> DictConfig:
+def real_config(base: Path, out: Path, *overrides: str, split_file: Path | None = None) -> DictConfig:
     data = [
         "dataset=brats",
         f"dataset.root={base / 'root'}",
@@ -76,7 +79,7 @@ def real_config(base: Path, out: Path, *overrides: str) -> DictConfig:
         "dataset.image_size=64",
         "dataset.slice_range=[68,96]",
         "dataset.test_slices=all",
-        f"dataset.split_file={base / 'split.json'}",
+        f"dataset.split_file={split_file or base / 'split.json'}",
         f"paths.output={out}",
         f"paths.cache={base / 'slice_cache'}",
         "progress=false",
@@ -115,3 +118,48 @@ def test_statistics_command_on_real_scans(real_dataset: Path, tmp_path: Path) ->
     assert -3.0 < flair["spectrum_slope"] < -0.5  # measured -1.62: smoother than white noise (0)
     share = stats["lesion_per_subject"]["BraTS2021_00019"]["brain_share"]
     assert 0.05 < share < 0.3  # patient19: 49,769 lesion voxels, periventricular; measured 0.136
+
+
+def per_patient_statistics(base: Path, out: Path, size: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Each patient's statistics (:data:`tests.real_reference.STATISTICS` per modality) from the statistics
+    command's loading, with that patient as the test subject (so every brain slice of the range is counted)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for number, patient in enumerate(PATIENTS, start=1):
+        # only patient07 and patient26 have lesion-free slices for train and val: the patient under test is a
+        # linked copy under a new id (the same volumes)
+        root, copy = base / f"reference_{patient}", f"BraTS2021_9000{number}"
+        for subject in (*SPLIT["train"], *SPLIT["val"]):
+            if not (root / subject).exists():
+                root.mkdir(exist_ok=True)
+                (root / subject).symlink_to(base / "root" / subject, target_is_directory=True)
+        (root / copy).mkdir(exist_ok=True)
+        source = base / "root" / PATIENTS[patient]
+        for link in source.iterdir():
+            target = root / copy / link.name.replace(PATIENTS[patient], copy)
+            if not target.exists():
+                target.symlink_to(link.resolve())
+        split = base / f"split_{patient}.json"
+        split.write_text(json.dumps({"train": SPLIT["train"], "val": SPLIT["val"], "test": [copy]}))
+        cfg = real_config(base, out, f"dataset.image_size={size}", f"dataset.root={root}", split_file=split)
+        stats = dataset_statistics(prepare_data(cfg))
+        found[patient] = {
+            m: {key: block["per_subject"][copy][key] for key in STATISTICS} for m, block in stats["modalities"].items()
+        }
+    return found
+
+
+def test_recorded_real_reference_matches_the_real_scans(real_dataset: Path, tmp_path: Path) -> None:
+    """The reference ranges that the generator is tested against (tests/data, committed because users and CI
+    lack the scans) are what the statistics command gives on the real scans today;
+    ``UPDATE_REAL_REFERENCE=1`` rewrites them."""
+    measured = {str(size): per_patient_statistics(real_dataset, tmp_path, size) for size in REFERENCE_SIZES}
+    if os.environ.get("UPDATE_REAL_REFERENCE") == "1":
+        REFERENCE_FILE.write_text(json.dumps({**read_reference(), "statistics": measured}, indent=1) + "\n")
+    recorded = read_reference()["statistics"]
+    for size, patients in measured.items():
+        for patient, modalities in patients.items():
+            for modality, values in modalities.items():
+                for key, value in values.items():
+                    assert value == pytest.approx(recorded[size][patient][modality][key], abs=1e-3), (
+                        f"{size} px {patient} {modality} {key}: measured {value:.4f} (UPDATE_REAL_REFERENCE=1 rewrites)"
+                    )
