@@ -93,3 +93,16 @@ def test_compiled_forward_compiles_once_per_bucket() -> None:
     for n, out in zip(range(8, 0, -1), outputs, strict=True):
         torch.testing.assert_close(out, expected[n - 1], rtol=0, atol=1e-6)
     assert set(net.state_dict()) == set(_net().state_dict())  # checkpoints load into either form
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_inductor_compiled_bucketed_network_on_cuda_matches_eager() -> None:
+    net = _net().cuda()
+    x = torch.randn(8, 2, 8, 8, device="cuda")
+    with torch.no_grad():
+        expected = [net(x[:n]) for n in (8, 5, 3)]
+        compile_bucketed(net)  # the default backend (inductor), as compute.compile=true
+        outputs = [net(x[:n]) for n in (8, 5, 3)]
+    for out, ref in zip(outputs, expected, strict=True):
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
