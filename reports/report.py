@@ -191,7 +191,7 @@ def _precision_section(
     return [
         f"## Precision ({settings.table_protocol})",
         "",
-        "Each cell computed at lower precision (``compute.precision``, torch.autocast for fit, calibration and "
+        "Each cell computed at lower precision (`compute.precision`, torch.autocast for fit, calibration and "
         "inference) beside the same configuration and seed in fp32: Δ = lower minus fp32 Dice, its paired "
         "subject-bootstrap 95 % CI over the same test slices, and the fp32 Dice's seed-to-seed SD (run-to-run "
         "noise) where several seeds ran.",

@@ -249,3 +249,17 @@ def test_timing_options_moved_to_compute_name_the_new_key(tmp_path, shared_data_
     cfg = tiny_timing_config(tmp_path, shared_data_dir, f"+timing.{old}")
     with pytest.raises(ConfigError, match=f"^timing.{old.partition('=')[0]} moved .*: use {new} "):
         TimingOptions.from_config(cfg)
+
+
+def test_timing_row_records_the_compute_options_steps_per_second_and_bf16_delta(tmp_path, shared_data_dir) -> None:
+    cfg = tiny_timing_config(
+        tmp_path, shared_data_dir, "experiment.only_methods=[ae]", "timing.cost_studies=false", "timing.flops=false",
+        "compute.precision=bf16", "compute.channels_last=true",
+    )  # fmt: skip
+    rows = run_timing(cfg).rows()
+    (row,) = rows[rows["record"] == "method_cost"].to_dict("records")
+    assert row["precision"] == "bf16" and row["option_precision"] == "bf16" and row["option_channels_last"] == "on"
+    assert row["compute.channels_last"] is True and row["option_compile"] == "off"
+    assert row["train_steps_per_s"] == pytest.approx(1000 / row["train_step_ms"])
+    assert row["train_peak_memory_mb"] > 0 and row["peak_memory_mb"] > 0
+    assert row["amp_dice_delta"] == pytest.approx(row["dice_bf16"] - row["dice_fp32"])

@@ -1,5 +1,5 @@
 """experiment=gpu and experiment=gpu_timing compose to the paper configuration with the GPU compute options (the
-values of /work/shared/spec, restated here by hand) and pass the config checks except for the missing GPU."""
+spec's values, restated here by hand) and pass the config checks except for the missing GPU."""
 
 from __future__ import annotations
 
