@@ -45,7 +45,7 @@ def _config(job: dict[str, Any]) -> DatasetConfig:
     return DatasetConfig(
         layout="brats", root=Path(job["root"]), modalities=MODALITIES, image_size=job["size"],
         slice_range=tuple(job["slice_range"]), cache_dir=Path(job["cache"]), load_pool=kind,  # type: ignore[arg-type]
-        load_workers=fixed or job["workers"],
+        load_workers=fixed or job["workers"], max_subjects=job["max_subjects"],
     )  # fmt: skip
 
 
@@ -53,21 +53,34 @@ def _max_rss_mib(who: int) -> float:
     return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
 
 
+def _rss_mib() -> float:
+    """The resident memory now (``ru_maxrss`` is the peak so far, which imports may have set)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+def _cpu_s(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """One :func:`load_splits` call of a fresh interpreter (``job``: root, size, slice_range, cache, pool, workers)."""
+    """One :func:`load_splits` call of a fresh interpreter (``job``: root, size, slice_range, cache, pool, workers,
+    max_subjects)."""
     config = _config(job)
-    baseline = _max_rss_mib(resource.RUSAGE_SELF)
+    baseline, cpu = _rss_mib(), _cpu_s(resource.RUSAGE_SELF)
     start = time.perf_counter()
     splits = load_splits(config, progress=True)
     wall = time.perf_counter() - start
+    cpu = _cpu_s(resource.RUSAGE_SELF) - cpu + _cpu_s(resource.RUSAGE_CHILDREN)  # workers: their whole life
     sets = {name: getattr(splits, name) for name in SLICE_SETS}
-    folders = get_layout("brats").find_subjects(config.root)
+    folders = list(get_layout("brats").find_subjects(config.root))
     return {
         "wall_s": wall,
+        "cpu_s": cpu,  # of the loading process and its workers: what a busy shared machine does not inflate
         "rss_baseline_mib": baseline,
         "peak_rss_mib": _max_rss_mib(resource.RUSAGE_SELF),
         "peak_rss_largest_worker_mib": _max_rss_mib(resource.RUSAGE_CHILDREN),
-        "subjects": {split: len(ids) for split, ids in assign_subjects(list(folders), config).items()},
+        "subjects": {split: len(ids) for split, ids in assign_subjects(folders, config).items()},
         "slices": {name: 0 if s is None else len(s) for name, s in sets.items()},
         "set_bytes": {
             name: 0 if s is None else s.images.nbytes + s.brain.nbytes + s.labels.nbytes for name, s in sets.items()
@@ -93,16 +106,17 @@ def reading(root: Path, n_subjects: int) -> dict[str, float]:
     folders = layout.find_subjects(root)
     subjects = sorted(folders)[:n_subjects]
     paths = [p for s in subjects for p in layout.subject_files(s, folders[s], MODALITIES).paths]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         gzip.decompress(path.read_bytes())
-    inflate = time.perf_counter() - start
-    start = time.perf_counter()
+    inflate, inflate_cpu = time.perf_counter() - start, time.process_time() - cpu
+    start, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         read_volume(path)
-    read = time.perf_counter() - start
-    return {"subjects": len(subjects), "inflate_s_per_subject": inflate / len(subjects),
-            "read_s_per_subject": read / len(subjects)}  # fmt: skip
+    read, read_cpu = time.perf_counter() - start, time.process_time() - cpu
+    n = len(subjects)
+    return {"subjects": n, "inflate_s_per_subject": inflate / n, "inflate_cpu_s_per_subject": inflate_cpu / n,
+            "read_s_per_subject": read / n, "read_cpu_s_per_subject": read_cpu / n}  # fmt: skip
 
 
 def extrapolate(run: dict[str, Any], n_target: int = TARGET_SUBJECTS) -> dict[str, Any]:
@@ -124,6 +138,7 @@ def extrapolate(run: dict[str, Any], n_target: int = TARGET_SUBJECTS) -> dict[st
     return {
         "subjects": target,
         "wall_s": run["wall_s"] / sum(run["subjects"].values()) * n_target,
+        "cpu_s": run["cpu_s"] / sum(run["subjects"].values()) * n_target,
         "sets": sets,
         "in_memory_gib": data / 2**30,
         "train_bound_gib": train_bound / 2**30,  # every slice of the range healthy: an upper bound for train
@@ -158,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slice-range", type=int, nargs=2, default=[70, 90], metavar=("START", "STOP"))
     parser.add_argument("--pools", nargs="+", choices=list(POOLS), default=list(POOLS))
     parser.add_argument("--workers", type=int, default=None, help="load_workers of the pools (default: the CPUs)")
+    parser.add_argument("--max-subjects", type=int, default=None, help="the first N subjects only (sorted ids)")
     parser.add_argument("--read-subjects", type=int, default=20, help="subjects of the serial reading timing")
     parser.add_argument("--tmp", type=Path, default=None, help="where the caches are built (deleted afterwards)")
     parser.add_argument("--out", type=Path, default=Path("preprocessing.json"))
@@ -176,12 +192,12 @@ def main(argv: list[str] | None = None) -> None:
                 cache = Path(tmp) / pool
                 cache.mkdir()
                 job = {"root": str(args.root), "size": size, "slice_range": args.slice_range, "cache": str(cache),
-                       "pool": pool, "workers": args.workers}  # fmt: skip
+                       "pool": pool, "workers": args.workers, "max_subjects": args.max_subjects}  # fmt: skip
                 run = {"size": size, "pool": pool, "slice_range": args.slice_range, **_run_child(job)}
-                per_subject = run["wall_s"] / sum(run["subjects"].values())
-                run["subjects_per_s"] = 1 / per_subject
-                if pool == "serial":  # one subject at a time: the share of NIfTI reading in its time
-                    run["read_share"] = results["reading"]["read_s_per_subject"] / per_subject
+                run["n"] = sum(run["subjects"].values())
+                run["subjects_per_s"] = run["n"] / run["wall_s"]
+                # the share of NIfTI reading (inflation, parsing, float32) in the CPU time of a subject
+                run["read_cpu_share"] = results["reading"]["read_cpu_s_per_subject"] * run["n"] / run["cpu_s"]
                 run["cache_load"] = _run_child(job)  # the same call again: a cache hit
                 run["extrapolated"] = extrapolate(run)
                 results["runs"].append(run)

@@ -308,6 +308,8 @@ def _preprocess_all(
     parts: dict[str, list[tuple[str, SubjectSlices]]] = {name: [] for name in SLICE_SETS}
     workers = load_workers(config, len(jobs))
     pool = _pool(config, workers) if workers > 1 else None
+    log.info("%s: pre-processing %d subjects, %d at a time%s", config.display_name, len(jobs), workers,
+             "" if pool is None else f" ({config.load_pool} pool)")  # fmt: skip
     bar = tqdm(total=len(jobs), desc=f"{config.display_name}: pre-processing", unit="subject", disable=not progress)
     results = map(_preprocess_job, *args) if pool is None else pool.map(_preprocess_job, *args)
     try:
