@@ -109,6 +109,8 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
         test_only_subjects=tuple(str(s) for s in d.get("test_only_subjects") or ()) + _synthetic_healthy_ids(cfg),
         orientation=d.get("orientation", "reorient"),
         label_map=_label_map(d.get("label_map")),
+        load_workers=d.get("load_workers"),
+        load_pool=d.get("load_pool", "thread"),
         name=d.name,
     )
 
