@@ -445,3 +445,52 @@ def test_errors_name_the_problem() -> None:
         V.compute_volume_metrics(x, x, x, x + 1, ["a"] * 3)
     with pytest.raises(ValueError, match="detection_overlap must be in"):
         V.compute_volume_metrics(x, x, x, x + 1, ["a"] * 4, detection_overlap=0.0)
+
+
+def _reference_components(seg: np.ndarray, lab: np.ndarray, min_voxels: int, overlap: float) -> tuple:
+    """The former per-subject implementation, component by component: (n_lesions, n_found, n_fp_components,
+    lesionwise_dice, flagged) of one volume."""
+    structure = np.ones((3, 3, 3), dtype=bool)
+    seg_cc, n_seg = ndimage.label(seg, structure=structure)
+    lab_cc, n_lab = ndimage.label(lab, structure=structure)
+    kept = [c for c in range(1, n_seg + 1) if (seg_cc == c).sum() >= min_voxels]
+    lesions = [c for c in range(1, n_lab + 1) if (lab_cc == c).sum() >= min_voxels]
+    kept_mask = np.isin(seg_cc, kept)
+    dice, matched, found = [], set(), 0
+    for c in lesions:
+        lesion = lab_cc == c
+        found += (lesion & kept_mask).sum() / lesion.sum() >= overlap
+        near = [s for s in kept if ((seg_cc == s) & ndimage.binary_dilation(lesion, structure)).any()]
+        matched.update(near)
+        union = np.isin(seg_cc, near)
+        dice.append(2 * (lesion & union).sum() / (lesion.sum() + union.sum()))
+    # segmentation components matched only to an ignored small label component are no FP either
+    for c in set(range(1, n_lab + 1)) - set(lesions):
+        dilated = ndimage.binary_dilation(lab_cc == c, structure)
+        matched.update(s for s in kept if ((seg_cc == s) & dilated).any())
+    n_fp = len([s for s in kept if s not in matched])
+    touching = [s for s in kept if ((seg_cc == s) & lab).any()]
+    denominator = len(lesions) + n_fp
+    return (len(lesions), found, len(kept) - len(touching), sum(dice) / denominator if denominator else 1.0, bool(kept))
+
+
+@pytest.mark.parametrize("chunk_voxels", [1, 700, 2**25])
+def test_volume_components_equal_per_subject_reference(chunk_voxels):
+    """All subjects labelled together (in chunks of any size) give each subject's counts of the per-subject
+    reference: empty prediction, empty label (healthy subject), touching volumes at the stack's ends."""
+    rng = np.random.default_rng(7)
+    lengths = [4, 1, 5, 3, 6, 2]
+    seg = rng.random((sum(lengths), 6, 7)) < 0.3
+    lab = rng.random((sum(lengths), 6, 7)) < 0.25
+    lab[4:5] = False  # subject 1: healthy
+    seg[10:13] = False  # subject 3: empty prediction
+    lab[19:21] = seg[19:21] = True  # subject 5: everything, up to the last slice
+    starts = np.cumsum([0, *lengths])
+    slabs = [(f"s{i}", slice(int(starts[i]), int(starts[i + 1]))) for i in range(len(lengths))]
+    got = V.volume_components(seg, lab, slabs, 2, 0.3, chunk_voxels=chunk_voxels)
+    for i, (_, rows) in enumerate(slabs):
+        n_lesions, n_found, n_fp, lesionwise, flagged = _reference_components(seg[rows], lab[rows], 2, 0.3)
+        assert (got["n_lesions"][i], got["n_found"][i], got["n_fp_components"][i]) == (n_lesions, n_found, n_fp)
+        assert got["lesionwise_dice"][i] == pytest.approx(lesionwise, abs=1e-12)
+        assert bool(got["flagged"][i]) == flagged
+    assert got["n_lesions"][1] == 0 and got["lesionwise_dice"][3] == 0.0 and not got["flagged"][3]
