@@ -406,6 +406,21 @@ def _auc_from_cumulative(tps: torch.Tensor, fps: torch.Tensor) -> tuple[torch.Te
     return auroc, ap
 
 
+def _auc_from_histograms(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(AUROC, AP) per row from weighted positives / negatives per score bin ``[B, E]`` in descending score
+    order: the trapezoid and step sums of :func:`_auc_from_cumulative` in closed form, fewer passes
+    (AUROC = sum_j neg_j (TP_j - pos_j / 2) / (P N), AP = sum_j pos_j TP_j / (TP_j + FP_j) / P, with TP / FP
+    cumulative; equal up to float summation order). NaN where undefined."""
+    tps = torch.cumsum(pos, 1)
+    fps = torch.cumsum(neg, 1)
+    p_total, n_total = tps[:, -1], fps[:, -1]
+    auroc = ((tps - 0.5 * pos) * neg).sum(1) / (p_total * n_total)
+    predicted = tps + fps
+    ap = (pos * tps / torch.where(predicted > 0, predicted, 1.0)).sum(1) / p_total
+    nan = torch.full_like(auroc, math.nan)
+    return torch.where((p_total > 0) & (n_total > 0), auroc, nan), torch.where(p_total > 0, ap, nan)
+
+
 def roc_pr_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
     """(AUROC, average precision) of flat ``scores`` vs boolean ``targets``; sort-based, exact with ties.
 
@@ -501,7 +516,7 @@ def pixel_auc_ci(
     aurocs, aps = [], []
     for start in range(0, n_boot, chunk):
         c = counts[start : start + chunk]
-        auroc, ap = _auc_from_cumulative(torch.cumsum(c @ pos, 1), torch.cumsum(c @ neg, 1))
+        auroc, ap = _auc_from_histograms(c @ pos, c @ neg)
         aurocs.append(auroc)
         aps.append(ap)
     return {

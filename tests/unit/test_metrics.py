@@ -375,6 +375,20 @@ def test_pixel_auc_ci_matches_weighted_sklearn():
     assert binned["auroc"][1] == pytest.approx(ref_roc[1], abs=0.05)
 
 
+def test_auc_from_histograms_equals_cumulative_form():
+    """The closed-form bootstrap AUC equals the trapezoid / step form to 1e-12, NaN where undefined."""
+    g = torch.Generator().manual_seed(8)
+    pos = torch.randint(0, 4, (5, 30), generator=g).double() * (torch.rand(5, 30, generator=g) < 0.5)
+    neg = torch.randint(0, 6, (5, 30), generator=g).double()
+    pos[1] = 0.0  # no positive: both NaN
+    neg[2] = 0.0  # no negative: AUROC NaN, AP 1
+    got = M._auc_from_histograms(pos, neg)
+    want = M._auc_from_cumulative(torch.cumsum(pos, 1), torch.cumsum(neg, 1))
+    for a, b in zip(got, want):
+        assert torch.equal(a.isnan(), b.isnan()) and torch.allclose(a, b, atol=1e-12, rtol=0, equal_nan=True)
+    assert got[1][2] == 1.0 and bool(got[0][1].isnan() and got[1][1].isnan() and got[0][2].isnan())
+
+
 @pytest.mark.parametrize("max_bins", [4, 16, 10_000])
 def test_pixel_auc_ci_binned_path_equals_weighted_sklearn_on_quantile_bins(max_bins):
     """Point estimate exact; resamples exactly weighted sklearn on the scores replaced by their quantile bin
