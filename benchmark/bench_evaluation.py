@@ -16,6 +16,7 @@ is recorded with the times.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import resource
@@ -23,7 +24,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.evaluate import evaluate
-from benchmark.evaluate_volume import VolumeOptions, evaluate_slab, slab_oracle
+from benchmark.evaluate import ProtocolResult, evaluate
+from benchmark.evaluate_volume import SlabResult, VolumeOptions, evaluate_slab, slab_oracle
 from benchmark.metrics import compute_metrics
 from benchmark.predict import Predictions
 from benchmark.schema import PER_SUBJECT_IDENTITY, per_subject_records
@@ -43,6 +44,8 @@ from datasets.slices import SliceSet
 
 HEALTHY_EVERY = 5  # every fifth subject has no lesion
 PROTOCOLS = ("oracle_global", "val_fpr", "val_labelled", "oracle_per_image")
+#: The stages whose sum is everything the runner's evaluation of one cell costs.
+_CELL_STAGES = ("slice_view_evaluate", "slab_view_evaluate_slab", "per_subject_records")
 
 
 @dataclass(frozen=True)
@@ -140,33 +143,42 @@ def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> dic
 
 
 def _stages(cell: Cell, scale: Scale, n_boot: int) -> dict[str, Callable[[], object]]:
-    """Every timed stage: name -> zero-argument call."""
+    """Every timed stage: name -> zero-argument call (inputs that a stage needs, such as the slice-view results
+    for the slab view, are computed once on first use, untimed)."""
     test, pred = cell.test, cell.test_pred
     options = VolumeOptions()
 
     def threshold(protocol: str) -> Callable[[], object]:
+        val, val_pred = (cell.labelled, cell.labelled_pred) if protocol == "val_labelled" else (cell.val, cell.val_pred)
         return lambda: choose_threshold(
-            protocol,
-            test_maps=pred.anomaly_maps, test_labels=test.labels, brain=test.brain,
-            val_maps=(cell.labelled_pred if protocol == "val_labelled" else cell.val_pred).anomaly_maps,
-            val_brain=(cell.labelled if protocol == "val_labelled" else cell.val).brain,
-            val_labels=(cell.labelled if protocol == "val_labelled" else cell.val).labels,
+            protocol, test_maps=pred.anomaly_maps, test_labels=test.labels, brain=test.brain,
+            val_maps=val_pred.anomaly_maps, val_brain=val.brain, val_labels=val.labels,
         )  # fmt: skip
 
-    oracle = choose_threshold("oracle_global", test_maps=pred.anomaly_maps, test_labels=test.labels, brain=test.brain)
-    segmentation = binarise(pred.anomaly_maps, test.brain, oracle)
-    slab_threshold = slab_oracle(cell.slab_pred, cell.slab)
-    slab_segmentation = binarise(cell.slab_pred.anomaly_maps, cell.slab.brain, slab_threshold)
-    results = evaluate(
-        pred, test, "flair", PROTOCOLS, cell.val_pred, cell.val, n_boot=n_boot,
-        labelled_val_pred=cell.labelled_pred, labelled_val=cell.labelled,
-    )  # fmt: skip
-    slab_results = evaluate_slab(results, cell.slab_pred, cell.slab, options, scale.slice_step, 0.5, n_boot=n_boot)
+    def slice_view() -> list[ProtocolResult]:
+        return evaluate(
+            pred, test, "flair", PROTOCOLS, cell.val_pred, cell.val, n_boot=n_boot,
+            labelled_val_pred=cell.labelled_pred, labelled_val=cell.labelled,
+        )  # fmt: skip
+
+    def slab_view(results: list[ProtocolResult]) -> list[SlabResult]:
+        return evaluate_slab(results, cell.slab_pred, cell.slab, options, scale.slice_step, 0.5, n_boot=n_boot)
+
+    @functools.cache
+    def slice_segmentation() -> torch.Tensor:
+        return binarise(pred.anomaly_maps, test.brain, threshold("oracle_global")())  # type: ignore[arg-type]
+
+    @functools.cache
+    def slab_segmentation() -> torch.Tensor:
+        return binarise(cell.slab_pred.anomaly_maps, cell.slab.brain, slab_oracle(cell.slab_pred, cell.slab))
+
+    results = functools.cache(slice_view)
+    slab_results = functools.cache(lambda: slab_view(results()))
     header = dict.fromkeys(PER_SUBJECT_IDENTITY, "bench") | {"seed": 0}
     return {
         **{f"threshold_{p}": threshold(p) for p in PROTOCOLS},
         "slice_metrics_with_ci": lambda: compute_metrics(
-            segmentation,
+            slice_segmentation(),
             pred.anomaly_maps,
             test.labels,
             test.brain,
@@ -175,20 +187,10 @@ def _stages(cell: Cell, scale: Scale, n_boot: int) -> dict[str, Callable[[], obj
             subjects=test.subjects,
             n_boot=n_boot,
         ),  # fmt: skip
-        "slice_view_evaluate": lambda: evaluate(
-            pred,
-            test,
-            "flair",
-            PROTOCOLS,
-            cell.val_pred,
-            cell.val,
-            n_boot=n_boot,
-            labelled_val_pred=cell.labelled_pred,
-            labelled_val=cell.labelled,
-        ),  # fmt: skip
+        "slice_view_evaluate": slice_view,
         "slab_oracle": lambda: slab_oracle(cell.slab_pred, cell.slab),
         "volume_metrics_with_ci": lambda: compute_volume_metrics(
-            slab_segmentation,
+            slab_segmentation(),
             cell.slab_pred.anomaly_maps,
             cell.slab.labels,
             cell.slab.brain,
@@ -196,11 +198,16 @@ def _stages(cell: Cell, scale: Scale, n_boot: int) -> dict[str, Callable[[], obj
             slice_step=scale.slice_step,
             n_boot=n_boot,
         ),  # fmt: skip
-        "slab_view_evaluate_slab": lambda: evaluate_slab(
-            results, cell.slab_pred, cell.slab, options, scale.slice_step, 0.5, n_boot=n_boot
-        ),
-        "per_subject_records": lambda: per_subject_records(header, [s.per_subject for s in slab_results]),
+        "slab_view_evaluate_slab": lambda: slab_view(results()),
+        "per_subject_records": lambda: per_subject_records(header, [s.per_subject for s in slab_results()]),
     }
+
+
+def _timed(run: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
+    """Wall and process CPU seconds of one stage (CPU time is less sensitive to other load on a shared machine)."""
+    cpu = time.process_time()
+    wall = _median_seconds(run, repeats, warmup)
+    return wall | {"cpu_s_per_call": (time.process_time() - cpu) / (repeats + warmup)}
 
 
 def peak_rss_mib() -> float:
@@ -209,15 +216,20 @@ def peak_rss_mib() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-def run_benchmark(scale: Scale, repeats: int = 3, n_boot: int = 1000, seed: int = 0, warmup: int = 1) -> dict[str, Any]:
-    """Times of every stage at ``scale`` (see the module docstring) with the data sizes and peak RSS."""
+def run_benchmark(
+    scale: Scale, repeats: int = 3, n_boot: int = 1000, seed: int = 0, warmup: int = 1, only: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Times of every stage (or of the stages in ``only``) at ``scale`` (module docstring), data sizes, peak RSS."""
     start = time.perf_counter()
     cell = synthetic_cell(scale, seed)
     build_s = time.perf_counter() - start
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GridEdgeWarning)
         stages = _stages(cell, scale, n_boot)
-        times = {name: _median_seconds(call, repeats, warmup) for name, call in stages.items()}
+        unknown = sorted(set(only) - set(stages))
+        if unknown:
+            raise ValueError(f"bench_evaluation: unknown stages {unknown}; known: {', '.join(stages)}")
+        times = {name: _timed(call, repeats, warmup) for name, call in stages.items() if not only or name in only}
     return {
         "scale": {
             "subjects": scale.subjects,
@@ -232,9 +244,7 @@ def run_benchmark(scale: Scale, repeats: int = 3, n_boot: int = 1000, seed: int 
         "n_boot": n_boot,
         "build_s": build_s,
         "stages": times,
-        "cell_total_s": times["slice_view_evaluate"]["median_s"]
-        + times["slab_view_evaluate_slab"]["median_s"]
-        + times["per_subject_records"]["median_s"],
+        "cell_total_s": sum(times[k]["median_s"] for k in _CELL_STAGES) if set(_CELL_STAGES) <= set(times) else None,
         "peak_rss_mib": peak_rss_mib(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -254,13 +264,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before the timed ones")
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--label", default="", help="free text stored with the results (e.g. 'before')")
+    parser.add_argument("--stages", default="", help="comma-separated stage names to time (default: all)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     for name in ("subjects", "slices", "size", "slice_step", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     scale = Scale(args.subjects, args.slices, args.size, args.slice_step)
-    result = {"label": args.label, **run_benchmark(scale, args.repeats, args.n_boot, warmup=args.warmup)}
+    only = [name for name in args.stages.split(",") if name]
+    result = {"label": args.label, **run_benchmark(scale, args.repeats, args.n_boot, warmup=args.warmup, only=only)}
     text = json.dumps(result, indent=2)
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")

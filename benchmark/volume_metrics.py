@@ -92,7 +92,6 @@ VOLUME_KEYS: tuple[str, ...] = (
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 _OFFSETS = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=np.int64)  # [27, 3]
 _SCORE_CHUNK = 1024
-_CHUNK_VOXELS = 2**25  # voxels per scipy.ndimage.label call of volume_components (int32 ids: 128 MiB)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -181,6 +180,17 @@ def slice_scores(maps: torch.Tensor, region: torch.Tensor, percentile: float) ->
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
+@dataclass(frozen=True)
+class _Components:
+    """Component counts of one subject (see the module docstring)."""
+
+    n_lesions: int
+    n_found: int
+    n_fp_components: int
+    lesionwise_dice: float
+    flagged: bool
+
+
 def _labelled(mask: np.ndarray, min_voxels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """26-connected component ids, voxels per id and which ids have >= ``min_voxels`` (id 0 never)."""
     cc, n = ndimage.label(mask, structure=_STRUCTURE)
@@ -190,115 +200,40 @@ def _labelled(mask: np.ndarray, min_voxels: int) -> tuple[np.ndarray, np.ndarray
     return cc, size, kept
 
 
-def _component_subject(cc: np.ndarray, n_ids: int, subject_of_z: np.ndarray) -> np.ndarray:
-    """Subject (chunk-local) of every component id of a stacked ``[Z, H, W]`` labelling (-1 for id 0)."""
-    flat = cc.ravel()
-    voxels = np.flatnonzero(flat)
-    owner = np.full(n_ids, -1, dtype=np.int64)
-    owner[flat[voxels]] = subject_of_z[voxels // (cc.shape[1] * cc.shape[2])]
-    return owner
-
-
-def _dilation_pairs(in_kept: np.ndarray, seg_cc: np.ndarray, lab_cc: np.ndarray, n_seg: int) -> np.ndarray:
-    """Codes ``label id * n_seg + segmentation id`` of the pairs where a kept segmentation voxel has a label
-    voxel among its 27 (3x3x3) neighbours, i.e. lies in the label component's one-voxel dilation."""
-    z_len, h, w = seg_cc.shape
-    voxels = np.flatnonzero(in_kept)
-    z, rest = np.divmod(voxels, h * w)
-    y, x = np.divmod(rest, w)
-    seg_ids = seg_cc.ravel()[voxels].astype(np.int64)
-    lab_flat = lab_cc.ravel()
-    codes = [np.zeros(0, dtype=np.int64)]
-    for dz, dy, dx in _OFFSETS:
-        ok = (0 <= z + dz) & (z + dz < z_len) & (0 <= y + dy) & (y + dy < h) & (0 <= x + dx) & (x + dx < w)
-        neighbour = lab_flat[voxels[ok] + (dz * h + dy) * w + dx].astype(np.int64)
-        hit = neighbour > 0
-        codes.append(np.unique(neighbour[hit] * n_seg + seg_ids[ok][hit]))
-    return np.unique(np.concatenate(codes))
-
-
-def _chunk_components(
-    seg: np.ndarray, lab: np.ndarray, subject_of_z: np.ndarray, n_subjects: int, min_voxels: int, overlap: float
-) -> dict[str, np.ndarray]:
-    """Per-subject component counts (keys of :func:`volume_components`) of subjects' volumes stacked with
-    empty slices between them (no 26-connected component crosses one), from one labelling of the stack."""
-
-    def per_subject(owner: np.ndarray, select: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        return np.bincount(owner[select], weights=None if weights is None else weights[select], minlength=n_subjects)
-
+def _subject_components(seg: np.ndarray, lab: np.ndarray, min_voxels: int, overlap: float) -> _Components:
+    """Lesion detection, FP components and BraTS-2023 lesion-wise Dice of one ``[K, H, W]`` volume."""
     seg_cc, seg_size, seg_kept = _labelled(seg, min_voxels)
+    n_kept = int(seg_kept.sum())
+    if not lab.any():
+        return _Components(0, 0, n_kept, 1.0 if n_kept == 0 else 0.0, n_kept > 0)
     lab_cc, lab_size, lab_kept = _labelled(lab, min_voxels)
-    seg_owner = _component_subject(seg_cc, seg_size.size, subject_of_z)
-    lab_owner = _component_subject(lab_cc, lab_size.size, subject_of_z)
     in_kept = seg_kept[seg_cc]
     covered = np.bincount(lab_cc[in_kept], minlength=lab_size.size)
     touches_label = np.zeros(seg_size.size, dtype=bool)
     touches_label[seg_cc[in_kept & lab]] = True
-    codes = _dilation_pairs(in_kept, seg_cc, lab_cc, seg_size.size)
+    # (label id, segmentation id) pairs where a kept segmentation voxel lies in the label component's
+    # one-voxel 3x3x3 dilation, i.e. a label voxel is among the segmentation voxel's 27 neighbours
+    coords = np.stack(np.nonzero(in_kept), axis=1)
+    neighbours = np.pad(lab_cc, 1)[tuple((coords[:, None, :] + 1 + _OFFSETS[None]).transpose(2, 0, 1))]
+    seg_ids = np.broadcast_to(seg_cc[in_kept][:, None], neighbours.shape)
+    hit = neighbours > 0
+    codes = np.unique(neighbours[hit].astype(np.int64) * seg_size.size + seg_ids[hit])
     pair_lab, pair_seg = codes // seg_size.size, codes % seg_size.size
     matched = np.zeros(seg_size.size, dtype=bool)
     matched[pair_seg] = True
     union = np.bincount(pair_lab, weights=seg_size[pair_seg], minlength=lab_size.size)
     # |L & union| = covered[L]: every kept component that overlaps L is among those matched to it
-    # (id 0 has size lab_size[0] > 0 or is no label component: never kept, its 0/0 never used)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lesion_dice = 2.0 * covered / (lab_size + union)
-        found = lab_kept & (covered / lab_size >= overlap)
-    n_lesions = per_subject(lab_owner, lab_kept)
-    denominator = n_lesions + per_subject(seg_owner, seg_kept & ~matched)
-    dice_sum = per_subject(lab_owner, lab_kept, lesion_dice)
-    return {
-        "n_lesions": n_lesions,
-        "n_found": per_subject(lab_owner, found),
-        "n_fp_components": per_subject(seg_owner, seg_kept & ~touches_label),
-        "lesionwise_dice": np.where(denominator > 0, dice_sum / np.maximum(denominator, 1), 1.0),
-        "flagged": per_subject(seg_owner, seg_kept) > 0,
-    }
-
-
-def volume_components(
-    seg: np.ndarray,
-    lab: np.ndarray,
-    slabs: Sequence[tuple[str, slice]],
-    min_voxels: int,
-    overlap: float,
-    chunk_voxels: int = _CHUNK_VOXELS,
-) -> dict[str, np.ndarray]:
-    """Lesion detection, FP components and BraTS-2023 lesion-wise Dice of every subject (module docstring).
-
-    Subjects are labelled together, about ``chunk_voxels`` voxels per ``scipy.ndimage.label`` call: their
-    volumes are stacked with one empty slice between neighbours, so no component spans two subjects, and
-    every count is one ``bincount`` over component ids. Returns per-subject arrays in slab order:
-    ``n_lesions``, ``n_found``, ``n_fp_components`` (int64), ``lesionwise_dice`` (float64), ``flagged`` (bool).
-    """
-    h, w = seg.shape[1:]
-    lengths = np.array([rows.stop - rows.start for _, rows in slabs], dtype=np.int64)
-    parts: list[dict[str, np.ndarray]] = []
-    start = 0
-    while start < len(slabs):
-        # at least one subject per call, then as many as fit (each with its gap slice)
-        stop = start + max(1, int(np.searchsorted(np.cumsum((lengths[start:] + 1) * h * w), chunk_voxels, "right")))
-        n = lengths[start:stop]
-        local = np.repeat(np.arange(stop - start), n)
-        z = np.arange(int(n.sum())) + local  # one empty slice after each subject
-        rows = slice(slabs[start][1].start, slabs[stop - 1][1].stop)
-        stacked = np.zeros((2, int(n.sum()) + stop - start, h, w), dtype=bool)
-        stacked[0, z], stacked[1, z] = seg[rows], lab[rows]
-        subject_of_z = np.full(stacked.shape[1], -1, dtype=np.int64)
-        subject_of_z[z] = local
-        parts.append(_chunk_components(stacked[0], stacked[1], subject_of_z, stop - start, min_voxels, overlap))
-        start = stop
-    return {
-        key: np.concatenate([p[key] for p in parts] or [np.zeros(0)]).astype(dtype)
-        for key, dtype in _COMPONENT_DTYPES.items()
-    }
-
-
-#: Columns of :func:`volume_components` and their dtypes.
-_COMPONENT_DTYPES: dict[str, type] = {
-    "n_lesions": np.int64, "n_found": np.int64, "n_fp_components": np.int64,
-    "lesionwise_dice": np.float64, "flagged": bool,
-}  # fmt: skip
+    lesion_dice = 2.0 * covered[lab_kept] / (lab_size[lab_kept] + union[lab_kept])
+    n_lesions = int(lab_kept.sum())
+    n_fp_lesionwise = int((seg_kept & ~matched).sum())
+    denominator = n_lesions + n_fp_lesionwise
+    return _Components(
+        n_lesions=n_lesions,
+        n_found=int((covered[lab_kept] / lab_size[lab_kept] >= overlap).sum()),
+        n_fp_components=int((seg_kept & ~touches_label).sum()),
+        lesionwise_dice=float(lesion_dice.sum() / denominator) if denominator else 1.0,
+        flagged=n_kept > 0,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -462,7 +397,10 @@ def compute_volume_metrics(
     h, w = maps.shape[1:]
     volume_ref = lesion_voxels * slice_step * (REFERENCE_SHAPE[0] * REFERENCE_SHAPE[1]) / (h * w)
 
-    parts = volume_components(seg.cpu().numpy(), lab.cpu().numpy(), slabs, min_component_voxels, detection_overlap)
+    seg_np, lab_np = seg.cpu().numpy(), lab.cpu().numpy()
+    parts = [
+        _subject_components(seg_np[rows], lab_np[rows], min_component_voxels, detection_overlap) for _, rows in slabs
+    ]
     table = pd.DataFrame(
         {
             "subject": ids,
@@ -476,7 +414,11 @@ def compute_volume_metrics(
             "prec": precision_from_counts(tp, fp, fn).numpy(),
             "healthy_slice_fp": healthy_slice_fp,
             "brain_fp_share": brain_fp_share,
-            **parts,
+            "n_lesions": [p.n_lesions for p in parts],
+            "n_found": [p.n_found for p in parts],
+            "n_fp_components": [p.n_fp_components for p in parts],
+            "lesionwise_dice": [p.lesionwise_dice for p in parts],
+            "flagged": [p.flagged for p in parts],
         }
     )
     return _summarise(table, scores, torch.as_tensor(~free), n_boot, seed)

@@ -40,3 +40,14 @@ def test_run_reports_every_stage(tmp_path):
 def test_bad_sizes_are_refused():
     with pytest.raises(SystemExit):
         BE.main(["--subjects", "0"])
+
+
+def test_only_the_chosen_stages_are_timed(tmp_path):
+    out = tmp_path / "bench.json"
+    BE.main(["--subjects", "5", "--slices", "2", "--size", "12", "--repeats", "1", "--warmup", "0",
+             "--stages", "slab_oracle,threshold_val_fpr", "--out", str(out)])  # fmt: skip
+    result = json.loads(out.read_text())
+    assert set(result["stages"]) == {"slab_oracle", "threshold_val_fpr"} and result["cell_total_s"] is None
+    assert result["stages"]["slab_oracle"]["cpu_s_per_call"] > 0
+    with pytest.raises(ValueError, match="unknown stages"):
+        BE.main(["--subjects", "5", "--slices", "2", "--size", "12", "--stages", "nope"])
