@@ -128,17 +128,19 @@ def synthetic_cell(scale: Scale, seed: int = 0) -> Cell:
 
 
 def _median_seconds(run: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
-    """Median, min and max wall time of ``repeats`` calls after ``warmup`` untimed calls."""
+    """Median, min and max wall time and the median process CPU time (less sensitive to other load on a shared
+    machine) of ``repeats`` calls after ``warmup`` untimed calls."""
     for _ in range(warmup):
         run()
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         run()
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     return {
         "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
-        "repeats": repeats, "warmup": warmup,
+        "cpu_median_s": statistics.median(cpu), "repeats": repeats, "warmup": warmup,
     }  # fmt: skip
 
 
@@ -203,13 +205,6 @@ def _stages(cell: Cell, scale: Scale, n_boot: int) -> dict[str, Callable[[], obj
     }
 
 
-def _timed(run: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
-    """Wall and process CPU seconds of one stage (CPU time is less sensitive to other load on a shared machine)."""
-    cpu = time.process_time()
-    wall = _median_seconds(run, repeats, warmup)
-    return wall | {"cpu_s_per_call": (time.process_time() - cpu) / (repeats + warmup)}
-
-
 def peak_rss_mib() -> float:
     """Peak resident set size of this process in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -229,7 +224,9 @@ def run_benchmark(
         unknown = sorted(set(only) - set(stages))
         if unknown:
             raise ValueError(f"bench_evaluation: unknown stages {unknown}; known: {', '.join(stages)}")
-        times = {name: _timed(call, repeats, warmup) for name, call in stages.items() if not only or name in only}
+        times = {
+            name: _median_seconds(call, repeats, warmup) for name, call in stages.items() if not only or name in only
+        }
     return {
         "scale": {
             "subjects": scale.subjects,
