@@ -361,19 +361,28 @@ def ssim_normal(
 # --------------------------------------------------------------------------------------------------
 # threshold-free pixel metrics
 # --------------------------------------------------------------------------------------------------
-def _sorted_curve(scores: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sort once: (order, targets in that order as float64, last index of every run of equal scores)."""
+def _distinct_counts(
+    scores: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One sort of flat ``scores``: (distinct values ascending, each score's index among them, positives and
+    negatives per distinct value as int64). Raises ValueError for mismatched sizes or non-finite scores."""
     s = scores.reshape(-1)
     t = targets.reshape(-1).to(s.device).bool()
     if s.numel() != t.numel():
         raise ValueError(f"{s.numel()} scores but {t.numel()} targets")
     if not bool(torch.isfinite(s).all()):
         raise ValueError("anomaly scores contain NaN or inf")
-    order = torch.argsort(s, descending=True)
-    s_sorted = s[order]
-    ends = torch.nonzero(s_sorted[1:] != s_sorted[:-1]).flatten()
-    ends = torch.cat([ends, torch.tensor([s.numel() - 1], device=s.device)])
-    return order, t[order].double(), ends
+    distinct, inverse, counts = torch.unique(s, sorted=True, return_inverse=True, return_counts=True)
+    pos = torch.bincount(inverse[t], minlength=distinct.numel())
+    return distinct, inverse, pos, counts - pos
+
+
+def _auc_from_distinct(pos: torch.Tensor, neg: torch.Tensor) -> tuple[float, float]:
+    """(AUROC, AP) from positives / negatives per distinct score (ascending order)."""
+    tps = torch.cumsum(pos.flip(0), 0).double()
+    fps = torch.cumsum(neg.flip(0), 0).double()
+    auroc, ap = _auc_from_cumulative(tps[None], fps[None])
+    return float(auroc[0]), float(ap[0])
 
 
 def _auc_from_cumulative(tps: torch.Tensor, fps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,6 +406,21 @@ def _auc_from_cumulative(tps: torch.Tensor, fps: torch.Tensor) -> tuple[torch.Te
     return auroc, ap
 
 
+def _auc_from_histograms(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(AUROC, AP) per row from weighted positives / negatives per score bin ``[B, E]`` in descending score
+    order: the trapezoid and step sums of :func:`_auc_from_cumulative` in closed form, fewer passes
+    (AUROC = sum_j neg_j (TP_j - pos_j / 2) / (P N), AP = sum_j pos_j TP_j / (TP_j + FP_j) / P, with TP / FP
+    cumulative; equal up to float summation order). NaN where undefined."""
+    tps = torch.cumsum(pos, 1)
+    fps = torch.cumsum(neg, 1)
+    p_total, n_total = tps[:, -1], fps[:, -1]
+    auroc = ((tps - 0.5 * pos) * neg).sum(1) / (p_total * n_total)
+    predicted = tps + fps
+    ap = (pos * tps / torch.where(predicted > 0, predicted, 1.0)).sum(1) / p_total
+    nan = torch.full_like(auroc, math.nan)
+    return torch.where((p_total > 0) & (n_total > 0), auroc, nan), torch.where(p_total > 0, ap, nan)
+
+
 def roc_pr_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> tuple[float, float]:
     """(AUROC, average precision) of flat ``scores`` vs boolean ``targets``; sort-based, exact with ties.
 
@@ -406,11 +430,8 @@ def roc_pr_from_scores(scores: torch.Tensor, targets: torch.Tensor) -> tuple[flo
     """
     if scores.numel() == 0:
         return math.nan, math.nan
-    _, y, ends = _sorted_curve(scores, targets)
-    tps = torch.cumsum(y, 0)[ends]
-    fps = (ends + 1).double() - tps
-    auroc, ap = _auc_from_cumulative(tps[None], fps[None])
-    return float(auroc[0]), float(ap[0])
+    _, _, pos, neg = _distinct_counts(scores, targets)
+    return _auc_from_distinct(pos, neg)
 
 
 def pixel_auc(maps: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor) -> tuple[float, float]:
@@ -432,16 +453,20 @@ def pixel_auprc(maps: torch.Tensor, labels: torch.Tensor, brain: torch.Tensor) -
     return pixel_auc(maps, labels, brain)[1]
 
 
-def _score_bins(scores: torch.Tensor, max_bins: int) -> tuple[torch.Tensor, int, bool]:
-    """Bin index (ascending score order) per score; exact (one bin per distinct value) when there are
-    at most ``max_bins`` distinct values, otherwise quantile bins. Equal scores share a bin."""
-    distinct, inverse = torch.unique(scores, sorted=True, return_inverse=True)
+def _score_bins(
+    distinct: torch.Tensor, inverse: torch.Tensor, counts: torch.Tensor, max_bins: int
+) -> tuple[torch.Tensor, int]:
+    """Bin index (ascending score order) per score from :func:`_distinct_counts`' output; exact (one bin per
+    distinct value) when there are at most ``max_bins`` distinct values, otherwise quantile bins whose edges
+    are the sorted scores at ``max_bins - 1`` evenly spaced positions. Equal scores share a bin."""
     if distinct.numel() <= max_bins:
-        return inverse, distinct.numel(), True
-    sorted_scores = torch.sort(scores).values
-    positions = torch.linspace(0, scores.numel() - 1, max_bins + 1, device=scores.device).long()[1:-1]
-    edges = torch.unique(sorted_scores[positions], sorted=True)
-    return torch.bucketize(scores, edges, right=True), edges.numel() + 1, False
+        return inverse, distinct.numel()
+    n = int(counts.sum())
+    positions = torch.linspace(0, n - 1, max_bins + 1, device=distinct.device).long()[1:-1]
+    # the score at sorted position p is the first distinct value whose cumulative count exceeds p
+    at = torch.searchsorted(torch.cumsum(counts, 0), positions, right=True)
+    edges = torch.unique(distinct[at], sorted=True)
+    return torch.bucketize(distinct, edges, right=True)[inverse], edges.numel() + 1
 
 
 def pixel_auc_ci(
@@ -460,8 +485,8 @@ def pixel_auc_ci(
     into at most ``max_bins`` bins (one per distinct value when there are no more than that, which makes
     the resamples exact too; otherwise quantile bins, an approximation of order 1 / max_bins) and
     histogrammed per subject; a resample's curves are then ``draw_counts @ histograms`` followed by a
-    cumulative sum — all resamples at once, in well under a second for a BraTS-sized test set. Draws
-    are those of :mod:`benchmark.bootstrap` with the same seed.
+    cumulative sum — all resamples at once. One sort of the brain scores (``torch.unique``) serves the
+    point estimate and the bins. Draws are those of :mod:`benchmark.bootstrap` with the same seed.
     """
     m = as_nhw(maps, "maps")
     region = brain_region(brain).to(m.device)
@@ -474,22 +499,24 @@ def pixel_auc_ci(
     nan3 = (math.nan, math.nan, math.nan)
     if scores.numel() == 0:
         return {"auroc": nan3, "auprc": nan3}
-    point = roc_pr_from_scores(scores, targets)
-    bins, n_bins, _ = _score_bins(scores, max_bins)
+    distinct, inverse, pos_d, neg_d = _distinct_counts(scores, targets)
+    point = _auc_from_distinct(pos_d, neg_d)
+    bins, n_bins = _score_bins(distinct, inverse, pos_d + neg_d, max_bins)
     image_index, k = subject_index(subjects)
     subject_of_image = torch.as_tensor(image_index, device=m.device)
-    image_of_pixel = torch.arange(m.shape[0], device=m.device)[:, None, None].expand_as(m)[region]
-    cell = subject_of_image[image_of_pixel] * n_bins + bins
-    pos = torch.bincount(cell[targets], minlength=k * n_bins).reshape(k, n_bins).double()
-    neg = torch.bincount(cell[~targets], minlength=k * n_bins).reshape(k, n_bins).double()
+    # pixels of m[region] are image-major: the subject of each pixel, then one histogram cell per
+    # (subject, bin, target) in one bincount
+    cell = torch.repeat_interleave(subject_of_image, region.flatten(1).sum(1))
+    cell.mul_(n_bins).add_(bins).mul_(2).add_(targets.long())
+    hist = torch.bincount(cell, minlength=k * n_bins * 2).reshape(k, n_bins, 2).double()
     # descending score order: highest bin first
-    pos, neg = pos.flip(1), neg.flip(1)
+    pos, neg = hist[..., 1].flip(1).contiguous(), hist[..., 0].flip(1).contiguous()
     counts = torch.as_tensor(draw_subject_counts(k, n_boot, seed), dtype=torch.float64, device=m.device)
     chunk = max(1, 2**22 // n_bins)
     aurocs, aps = [], []
     for start in range(0, n_boot, chunk):
         c = counts[start : start + chunk]
-        auroc, ap = _auc_from_cumulative(torch.cumsum(c @ pos, 1), torch.cumsum(c @ neg, 1))
+        auroc, ap = _auc_from_histograms(c @ pos, c @ neg)
         aurocs.append(auroc)
         aps.append(ap)
     return {
@@ -618,7 +645,11 @@ def compute_metrics(
         values["ssim_normal"] = float(np.nanmean(sn.numpy())) if bool((~sn.isnan()).any()) else math.nan
 
     values["auroc"] = values["auprc"] = math.nan
-    if maps is not None:
+    pixel_cis: dict[str, tuple[float, float, float]] = {}
+    if maps is not None and pixel_ci and n_boot > 0 and n > 0:
+        pixel_cis = pixel_auc_ci(maps, y, brain, subjects, n_boot=n_boot, seed=seed)
+        values["auroc"], values["auprc"] = pixel_cis["auroc"][0], pixel_cis["auprc"][0]
+    elif maps is not None:
         values["auroc"], values["auprc"] = pixel_auc(maps, y, brain)
 
     values["n_images"] = float(n)
@@ -639,6 +670,6 @@ def compute_metrics(
         for key in ("ssim_paper", "ssim_normal"):
             if key in per_image and not math.isnan(values[key]):
                 ci[key] = bootstrap_mean_ci(per_image[key], subjects, n_boot=n_boot, seed=seed)
-        if pixel_ci and maps is not None and not math.isnan(values["auprc"]):
-            ci.update(pixel_auc_ci(maps, y, brain, subjects, n_boot=n_boot, seed=seed))
+        if pixel_cis and not math.isnan(values["auprc"]):
+            ci.update(pixel_cis)
     return MetricResult(values=values, per_image=per_image, subjects=subjects, ci=ci)
