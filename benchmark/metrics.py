@@ -557,6 +557,65 @@ class MetricResult:
         return out
 
 
+@dataclass(frozen=True)
+class ThresholdFreeMetrics:
+    """The metrics of a prediction set that no threshold changes: SSIM of the reconstruction and pixel
+    AUROC/AUPRC of the maps, with their CIs. They cost most of a cell's evaluation (SSIM's 11x11 windows, the
+    pixel bootstrap), so a cell computes them once and every protocol's row reuses them
+    (:func:`compute_metrics`'s ``threshold_free``)."""
+
+    values: dict[str, float]  # ssim_paper, ssim_normal, auroc, auprc (NaN where not computable)
+    per_image: dict[str, np.ndarray]  # ssim_paper, ssim_normal (with a reconstruction)
+    ci: dict[str, tuple[float, float, float]]
+
+
+def threshold_free_metrics(
+    maps: torch.Tensor | None,
+    labels: torch.Tensor,
+    brain: torch.Tensor,
+    *,
+    inputs: torch.Tensor | None = None,
+    reconstruction: torch.Tensor | None = None,
+    subjects: Sequence[str] | None = None,
+    ssim_paper_range: float | None = None,
+    ssim_normal_range: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    pixel_ci: bool = True,
+) -> ThresholdFreeMetrics:
+    """SSIM (with ``inputs`` and ``reconstruction``) and AUROC/AUPRC (with ``maps``) and their subject
+    bootstrap CIs; arguments as in :func:`compute_metrics`."""
+    y = _as_bool(labels, "labels")
+    n = y.shape[0]
+    subjects = tuple(str(i) for i in range(n)) if subjects is None else tuple(str(s) for s in subjects)
+    if len(subjects) != n:
+        raise ValueError(f"compute_metrics: {n} images but {len(subjects)} subject ids")
+    if (inputs is None) != (reconstruction is None):
+        raise ValueError("compute_metrics: give both inputs and reconstruction for SSIM, or neither")
+    values = {"ssim_paper": math.nan, "ssim_normal": math.nan, "auroc": math.nan, "auprc": math.nan}
+    per_image: dict[str, np.ndarray] = {}
+    ci: dict[str, tuple[float, float, float]] = {}
+    if inputs is not None and reconstruction is not None:  # both or neither (checked above)
+        sp = ssim_paper(inputs, reconstruction, y, brain, data_range=ssim_paper_range)
+        sn = ssim_normal(inputs, reconstruction, y, brain, data_range=ssim_normal_range)
+        per_image["ssim_paper"] = sp.numpy()
+        per_image["ssim_normal"] = sn.numpy()
+        values["ssim_paper"] = float(np.nanmean(sp.numpy())) if bool((~sp.isnan()).any()) else math.nan
+        values["ssim_normal"] = float(np.nanmean(sn.numpy())) if bool((~sn.isnan()).any()) else math.nan
+        if n_boot > 0 and n > 0:
+            for key in ("ssim_paper", "ssim_normal"):
+                if not math.isnan(values[key]):
+                    ci[key] = bootstrap_mean_ci(per_image[key], subjects, n_boot=n_boot, seed=seed)
+    if maps is not None and pixel_ci and n_boot > 0 and n > 0:
+        pixel_cis = pixel_auc_ci(maps, y, brain, subjects, n_boot=n_boot, seed=seed)
+        values["auroc"], values["auprc"] = pixel_cis["auroc"][0], pixel_cis["auprc"][0]
+        if not math.isnan(values["auprc"]):
+            ci.update(pixel_cis)
+    elif maps is not None:
+        values["auroc"], values["auprc"] = pixel_auc(maps, y, brain)
+    return ThresholdFreeMetrics(values, per_image, ci)
+
+
 def compute_metrics(
     pred: torch.Tensor,
     maps: torch.Tensor | None,
@@ -573,6 +632,7 @@ def compute_metrics(
     n_boot: int = 1000,
     seed: int = 0,
     pixel_ci: bool = True,
+    threshold_free: ThresholdFreeMetrics | None = None,
 ) -> MetricResult:
     """All headline metrics of one (method, threshold protocol) on a test set.
 
@@ -589,6 +649,9 @@ def compute_metrics(
         n_boot: bootstrap resamples for the CIs (0: no CIs).
         seed: bootstrap seed.
         pixel_ci: also bootstrap AUROC/AUPRC (weighted pixel pass per resample; the slowest part).
+        threshold_free: the SSIM / AUROC / AUPRC part computed earlier by :func:`threshold_free_metrics` on the
+            same maps, labels, brain, reconstruction, subjects, ``n_boot`` and ``seed`` (a cell's protocols share
+            it); None computes it here.
 
     Returns:
         :class:`MetricResult`. ``values`` keys:
@@ -603,13 +666,15 @@ def compute_metrics(
     """
     p, y = _prepare(pred, labels, brain)
     n = p.shape[0]
-    if subjects is None:
-        subjects = tuple(str(i) for i in range(n))
-    subjects = tuple(str(s) for s in subjects)
+    if threshold_free is None:
+        threshold_free = threshold_free_metrics(
+            maps, labels, brain, inputs=inputs, reconstruction=reconstruction, subjects=subjects,
+            ssim_paper_range=ssim_paper_range, ssim_normal_range=ssim_normal_range, n_boot=n_boot, seed=seed,
+            pixel_ci=pixel_ci,
+        )  # fmt: skip
+    subjects = tuple(str(i) for i in range(n)) if subjects is None else tuple(str(s) for s in subjects)
     if len(subjects) != n:
         raise ValueError(f"compute_metrics: {n} images but {len(subjects)} subject ids")
-    if (inputs is None) != (reconstruction is None):
-        raise ValueError("compute_metrics: give both inputs and reconstruction for SSIM, or neither")
 
     tp, fp, fn = confusion_counts(p, y)
     dice = dice_from_counts(tp, fp, fn)
@@ -635,23 +700,8 @@ def compute_metrics(
         "size_bin": bins.numpy(),
     }
 
-    values["ssim_paper"] = values["ssim_normal"] = math.nan
-    if inputs is not None and reconstruction is not None:  # both or neither (checked above)
-        sp = ssim_paper(inputs, reconstruction, y, brain, data_range=ssim_paper_range)
-        sn = ssim_normal(inputs, reconstruction, y, brain, data_range=ssim_normal_range)
-        per_image["ssim_paper"] = sp.numpy()
-        per_image["ssim_normal"] = sn.numpy()
-        values["ssim_paper"] = float(np.nanmean(sp.numpy())) if bool((~sp.isnan()).any()) else math.nan
-        values["ssim_normal"] = float(np.nanmean(sn.numpy())) if bool((~sn.isnan()).any()) else math.nan
-
-    values["auroc"] = values["auprc"] = math.nan
-    pixel_cis: dict[str, tuple[float, float, float]] = {}
-    if maps is not None and pixel_ci and n_boot > 0 and n > 0:
-        pixel_cis = pixel_auc_ci(maps, y, brain, subjects, n_boot=n_boot, seed=seed)
-        values["auroc"], values["auprc"] = pixel_cis["auroc"][0], pixel_cis["auprc"][0]
-    elif maps is not None:
-        values["auroc"], values["auprc"] = pixel_auc(maps, y, brain)
-
+    values.update(threshold_free.values)
+    per_image.update(threshold_free.per_image)
     values["n_images"] = float(n)
     values["n_subjects"] = float(len(set(subjects)))
 
@@ -667,9 +717,5 @@ def compute_metrics(
             if values[f"n_{name}"] > 0:
                 masked = np.where(per_image["size_bin"] == index, per_image["dice"], np.nan)
                 ci[f"dice_{name}"] = bootstrap_mean_ci(masked, subjects, n_boot=n_boot, seed=seed)
-        for key in ("ssim_paper", "ssim_normal"):
-            if key in per_image and not math.isnan(values[key]):
-                ci[key] = bootstrap_mean_ci(per_image[key], subjects, n_boot=n_boot, seed=seed)
-        if pixel_cis and not math.isnan(values["auprc"]):
-            ci.update(pixel_cis)
+        ci.update(threshold_free.ci)
     return MetricResult(values=values, per_image=per_image, subjects=subjects, ci=ci)
