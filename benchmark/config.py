@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import benchmark.hydra_resolvers  # noqa: F401  (the configs' resolvers, for every reader of a composed config)
+from benchmark.compute import COMPUTE_KEYS, PRECISIONS, ComputeOptions
 from benchmark.schema import config_column
 from benchmark.thresholds import PROTOCOLS
 from benchmark.train_logger import LOGGER_SINKS, tensorboard_available
@@ -108,6 +109,8 @@ def dataset_config(cfg: DictConfig) -> DatasetConfig:
         test_only_subjects=tuple(str(s) for s in d.get("test_only_subjects") or ()) + _synthetic_healthy_ids(cfg),
         orientation=d.get("orientation", "reorient"),
         label_map=_label_map(d.get("label_map")),
+        load_workers=d.get("load_workers"),
+        load_pool=d.get("load_pool", "thread"),
         name=d.name,
     )
 
@@ -338,6 +341,7 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     if not isinstance(cfg.get("deterministic"), bool):
         raise ConfigError(f"deterministic={cfg.get('deterministic')!r}; expected true or false")
     _check_logger(cfg)
+    compute_options(cfg)
     kind = cfg.experiment.get("kind", "comparison")
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"experiment.kind={kind!r}; expected one of {', '.join(EXPERIMENT_KINDS)}")
@@ -349,6 +353,25 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     if not specs:
         raise ConfigError("the experiment lists no method; expected at least one entry under methods")
     return specs
+
+
+def compute_options(cfg: DictConfig) -> ComputeOptions:
+    """The ``compute`` group, checked (absent: fp32, no channels_last, no compile)."""
+    group = cfg.get("compute")
+    if group is None:
+        return ComputeOptions()
+    if not isinstance(group, DictConfig):
+        raise ConfigError(f"compute={group!r}; expected a mapping with keys {', '.join(COMPUTE_KEYS)}")
+    unknown = sorted(set(map(str, group)) - set(COMPUTE_KEYS))
+    if unknown:
+        raise ConfigError(f"compute: unknown key(s) {unknown}; expected {', '.join(COMPUTE_KEYS)}")
+    options = ComputeOptions(**{str(k): v for k, v in group.items()})
+    if options.precision not in PRECISIONS:
+        raise ConfigError(f"compute.precision={options.precision!r}; expected one of {', '.join(PRECISIONS)}")
+    for key in ("channels_last", "compile"):
+        if not isinstance(getattr(options, key), bool):
+            raise ConfigError(f"compute.{key}={getattr(options, key)!r}; expected true or false")
+    return options
 
 
 VOLUME_KEYS = ("enabled", "min_component_voxels", "detection_overlap", "slice_score_percentile")

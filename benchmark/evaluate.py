@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from benchmark.metrics import as_nhw, brain_region, compute_metrics
+from benchmark.metrics import ThresholdFreeMetrics, as_nhw, brain_region, compute_metrics, threshold_free_metrics
 from benchmark.predict import Predictions
 from benchmark.thresholds import ThresholdResult, binarise, choose_threshold
 from datasets.slices import SliceSet
@@ -82,6 +82,7 @@ def evaluate(
         ValueError: ``val_labelled`` requested without a labelled validation set (:data:`NO_LABELLED_VAL`).
     """
     _check_labelled_validation(protocols, labelled_val_pred, labelled_val)
+    shared = _threshold_free(test_pred, test, modality, seed, n_boot)  # the same for every protocol
     results = []
     for protocol in protocols:
         if protocol in LABELLED_VAL_PROTOCOLS:
@@ -97,8 +98,27 @@ def evaluate(
                 val_labels=None if val is None else val.labels,
             )
         segmentation = binarise(test_pred.anomaly_maps, test.brain, threshold)
-        results.append(_result(threshold, segmentation, test_pred, test, modality, seed, n_boot, max_brain_share))
+        results.append(
+            _result(threshold, segmentation, test_pred, test, modality, seed, n_boot, max_brain_share, shared)
+        )
     return results
+
+
+def _threshold_free(
+    test_pred: Predictions, test: SliceSet, modality: str, seed: int, n_boot: int
+) -> ThresholdFreeMetrics:
+    """SSIM and AUROC/AUPRC of the test predictions (with CIs): computed once, shared by the protocols' rows."""
+    has_reconstruction = test_pred.reconstructions is not None
+    return threshold_free_metrics(
+        test_pred.anomaly_maps,
+        test.labels,
+        test.brain,
+        inputs=test.channel(modality) if has_reconstruction else None,
+        reconstruction=test_pred.reconstructions,
+        subjects=test.subjects,
+        n_boot=n_boot,
+        seed=seed,
+    )
 
 
 def _check_labelled_validation(
@@ -155,8 +175,10 @@ def _result(
     seed: int,
     n_boot: int,
     max_brain_share: float,
+    threshold_free: ThresholdFreeMetrics | None = None,
 ) -> ProtocolResult:
-    """The one metric computation behind every row (metrics, threshold fields, degeneracy fields)."""
+    """The one metric computation behind every row (metrics, threshold fields, degeneracy fields);
+    ``threshold_free``: the test predictions' SSIM / AUROC / AUPRC when already computed."""
     share = segmented_brain_share(segmentation, test.brain)
     reason = degeneracy(threshold, share, max_brain_share)  # checks max_brain_share before the slow part
     has_reconstruction = test_pred.reconstructions is not None
@@ -170,6 +192,7 @@ def _result(
         subjects=test.subjects,
         n_boot=n_boot,
         seed=seed,
+        threshold_free=threshold_free,
     )
     row = (
         threshold.record()

@@ -12,6 +12,7 @@ content hash, so data changed in place make new cells and new training, never a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -26,7 +27,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from benchmark.checkpoints import CheckpointStore
-from benchmark.config import MethodSpec, dataset_config, resolve_device, synthetic_config, validate_config
+from benchmark.compute import DEFAULT_PRECISION, ComputeOptions, apply_compute, autocast, precision_identity
+from benchmark.config import (
+    MethodSpec,
+    compute_options,
+    dataset_config,
+    resolve_device,
+    synthetic_config,
+    validate_config,
+)
 from benchmark.evaluate import (
     ProtocolResult,
     degenerate_warnings,
@@ -68,7 +77,8 @@ HUMAN_AI_PROTOCOL = "human_ai"  # rows of a method's own label-chosen segmentati
 @dataclass(frozen=True)
 class Cell:
     """One independent unit of work and its identity in the results store: the data (pre-processing config
-    and content hash), the modality, the method configuration and the seed."""
+    and content hash), the modality, the method configuration, the seed and the numeric precision
+    (``compute.precision``; fp32 adds nothing to the hash, so fp32 cells keep their keys)."""
 
     dataset: str
     preprocess_hash: str
@@ -76,19 +86,26 @@ class Cell:
     modality: str
     spec: MethodSpec
     seed: int
+    precision: str = DEFAULT_PRECISION
 
     @property
     def config_hash(self) -> str:
-        return stable_hash({"pre": self.preprocess_hash, "data": self.data_hash, "method": self.spec.as_dict()})
+        identity = {"pre": self.preprocess_hash, "data": self.data_hash, "method": self.spec.as_dict()}
+        return stable_hash(identity | precision_identity(self.precision))
+
+    @property
+    def config_hash_fp32(self) -> str:
+        """The config hash of this cell in fp32: pairs a bf16 row with its fp32 twin (reports/precision.py)."""
+        return dataclasses.replace(self, precision=DEFAULT_PRECISION).config_hash
 
     @property
     def key(self) -> str:
         return cell_key(self.dataset, self.modality, self.spec.name, self.seed, self.config_hash)
 
     @classmethod
-    def of(cls, splits: Splits, modality: str, spec: MethodSpec, seed: int) -> Cell:
-        """The cell of ``spec`` at ``seed`` on ``modality`` of the loaded ``splits``."""
-        return cls(splits.name, splits.preprocess_hash, splits.data_hash, modality, spec, int(seed))
+    def of(cls, splits: Splits, modality: str, spec: MethodSpec, seed: int, precision: str = DEFAULT_PRECISION) -> Cell:
+        """The cell of ``spec`` at ``seed`` and ``precision`` on ``modality`` of the loaded ``splits``."""
+        return cls(splits.name, splits.preprocess_hash, splits.data_hash, modality, spec, int(seed), precision)
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,7 @@ class CellOptions:
     deterministic: bool  # deterministic torch/cuDNN algorithms (benchmark.provenance.set_deterministic)
     log_sinks: tuple[str, ...]  # where training curves go (``logger``: csv, tensorboard)
     logs: Path  # training curves of a cell under <logs>/<cell key>/
+    compute: ComputeOptions = ComputeOptions()  # ``compute.*``: precision, channels_last, compile
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CellOptions:
@@ -130,6 +148,7 @@ class CellOptions:
             deterministic=bool(cfg.deterministic),
             log_sinks=LOGGER_SINKS[str(cfg.logger)],
             logs=Path(cfg.paths.logs),
+            compute=compute_options(cfg),
         )
 
 
@@ -199,7 +218,7 @@ def run_experiment_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
         _store_test_set(setup.store, splits, modality)
         for spec in specs:
             for seed in cfg.seeds:
-                cell = Cell.of(splits, modality, spec, seed)
+                cell = Cell.of(splits, modality, spec, seed, options.compute.precision)
                 keys.append(cell.key)
                 if setup.store.has(cell.key):
                     if not options.retrain:
@@ -220,6 +239,7 @@ def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Pat
     times = StageTimes(setup.device)
     try:
         method = create_method(cell.spec.name, _context(cell, setup, options, train_logger), **cell.spec.params)
+        apply_compute(method, options.compute)
         train_log, reused = train_or_load(
             method, cell, setup.splits, setup.checkpoints, options.retrain, trained, times
         )
@@ -290,6 +310,8 @@ def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, A
         "seed": cell.seed,
         "cell": cell.key,
         "config_hash": cell.config_hash,
+        "config_hash_fp32": cell.config_hash_fp32,
+        **options.compute.fields(),
         "config": OmegaConf.to_yaml(OmegaConf.create(config)),
         **flatten_config(config),
         "deviations": list(method_class(cell.spec.name).deviations),
@@ -342,7 +364,7 @@ def predict_cell(
     times = times if times is not None else StageTimes(method.device)
 
     def predict(name: str, slices: SliceSet) -> Predictions:
-        with times.stage(f"predict_{name}"):
+        with times.stage(f"predict_{name}"), autocast(cell.precision, method.device):
             return predict_split(method, slices, batch, options.progress, f"{label} {name}")
 
     method.reset_inference_stats()
@@ -432,7 +454,8 @@ def _human_ai_result(
 ) -> ProtocolResult | None:
     """The method's own label-chosen (ORACLE) segmentation, evaluated like every protocol, or None."""
     start = time.perf_counter()
-    segmentation = method.human_ai_segmentation(test)
+    with autocast(cell.precision, method.device):
+        segmentation = method.human_ai_segmentation(test)
     if segmentation is None:
         return None
     seconds = time.perf_counter() - start
@@ -479,13 +502,13 @@ def train_or_load(
     The checkpoint is keyed on the data (pre-processing hash and content hash), the method's training
     identity and its budget. ``retrain`` fits again, once per checkpoint and run: paths in ``trained`` (the
     run's record of what it has fitted) are reloaded, so methods that share a network train it once.
-    ``times`` gets the stages ``train`` (fit and save, or load) and ``calibrate``.
+    ``times`` gets the stages ``train`` (fit and save, or load) and ``calibrate``; both run under the cell's
+    precision (:func:`benchmark.compute.autocast`), which is part of the checkpoint's identity.
     """
     times = times if times is not None else StageTimes(method.device)
     identity = method.training_identity() or {"method": cell.spec.as_dict()}
-    training_hash = stable_hash(
-        {"pre": cell.preprocess_hash, "data": cell.data_hash, "identity": identity, "budget": vars(cell.spec.budget)}
-    )
+    training = {"pre": cell.preprocess_hash, "data": cell.data_hash, "identity": identity}
+    training_hash = stable_hash(training | {"budget": vars(cell.spec.budget)} | precision_identity(cell.precision))
     path = checkpoints.path(cell.dataset, cell.modality, cell.seed, training_hash)
     fitted_now = trained is not None and path in trained
     reused = path.exists() and (not retrain or fitted_now)
@@ -495,12 +518,13 @@ def train_or_load(
             method.load_state_dict(state)
         else:
             start = time.perf_counter()
-            train_log = method.fit(splits.train, splits.val, cell.spec.budget)
+            with autocast(cell.precision, method.device):
+                train_log = method.fit(splits.train, splits.val, cell.spec.budget)
             train_log.seconds = time.perf_counter() - start
             checkpoints.save(path, method.state_dict(), train_log)
             if trained is not None:
                 trained.add(path)
-    with times.stage("calibrate"):
+    with times.stage("calibrate"), autocast(cell.precision, method.device):
         method.calibrate(splits.val)
     return train_log, reused
 

@@ -48,6 +48,7 @@ from benchmark.metrics import as_nhw, brain_region
 PROTOCOLS: tuple[str, ...] = ("oracle_global", "val_fpr", "val_labelled", "oracle_per_image")
 ORACLE_PROTOCOLS: frozenset[str] = frozenset({"oracle_global", "oracle_per_image"})
 DEFAULT_Q = 99.0
+_CURVE_PIXELS = 2**23  # pixels per chunk of dice_curve (bounds its int64 buffers to ~64 MiB each)
 
 
 class GridEdgeWarning(UserWarning):
@@ -139,7 +140,7 @@ def _maps_region(maps: torch.Tensor, brain: torch.Tensor, name: str) -> tuple[to
         raise ValueError(f"{name}: shape {tuple(m.shape)} but brain mask {tuple(region.shape)}")
     if not bool(region.any()):
         raise ValueError(f"{name}: the brain masks contain no brain pixel (brain > 0)")
-    if not bool(torch.isfinite(m[region]).all()):
+    if not bool((torch.isfinite(m) | ~region).all()):
         raise ValueError(f"{name}: anomaly scores on brain pixels contain NaN or inf")
     return m, region
 
@@ -154,9 +155,14 @@ def _labels(labels: torch.Tensor, shape: torch.Size, device: torch.device, name:
 
 def minmax_constants(maps: torch.Tensor, brain: torch.Tensor) -> tuple[float, float]:
     """(min, max) of the maps over all brain pixels (``brain > 0``) of the set."""
-    m, region = _maps_region(maps, brain, "maps")
-    values = m[region]
-    return float(values.min()), float(values.max())
+    return _minmax(*_maps_region(maps, brain, "maps"))
+
+
+def _minmax(m: torch.Tensor, region: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of ``m`` over ``region`` (non-empty, checked by :func:`_maps_region`), without a copy."""
+    lo = torch.where(region, m, torch.inf).amin()
+    hi = torch.where(region, m, -torch.inf).amax()
+    return float(lo), float(hi)
 
 
 def _round_to(value: float | torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -191,32 +197,46 @@ def dice_curve(
 ) -> torch.Tensor:
     """Per-image Dice of ``(map > t) & brain`` for every raw threshold ``t``: float64 CPU ``[N, G]``.
 
-    Vectorised: each image's brain scores are sorted once and every threshold is located by
-    ``searchsorted``; TP comes from a suffix sum of the sorted labels. Same conventions as
+    ``chunk`` images at a time (fewer when they hold more than ``2**23`` pixels).
+
+    Vectorised without a sort: each brain pixel gets the number of thresholds strictly below its score
+    (``searchsorted`` into the sorted thresholds), so it is predicted at exactly the thresholds before that
+    index; per image a histogram of those indices (all pixels and label pixels) and a suffix sum give the
+    predicted and true-positive counts at every threshold. Same conventions as
     :func:`benchmark.metrics.dice_from_counts` (both empty -> 1; labels outside the brain are FN).
     """
     m, region = _maps_region(maps, brain, "maps")
-    y = _labels(labels, m.shape, m.device, "labels")
+    return _dice_curve(m, region, _labels(labels, m.shape, m.device, "labels"), thresholds, chunk)
+
+
+def _dice_curve(
+    m: torch.Tensor, region: torch.Tensor, y: torch.Tensor, thresholds: torch.Tensor | Sequence[float], chunk: int
+) -> torch.Tensor:
+    """:func:`dice_curve` on checked maps, brain region and boolean labels."""
     t = torch.as_tensor(thresholds).reshape(-1).to(m.device, m.dtype)
+    t_sorted, t_order = torch.sort(t, stable=True)
+    g = t.numel()
+    rows = max(1, min(chunk, _CURVE_PIXELS // max(1, m[0].numel()) if m.shape[0] else chunk))
     out = []
-    for start in range(0, m.shape[0], chunk):
-        mm = m[start : start + chunk].flatten(1)
-        rr = region[start : start + chunk].flatten(1)
-        yy = y[start : start + chunk].flatten(1)
-        n, p = mm.shape
-        vals = torch.where(rr, mm, torch.full_like(mm, -math.inf))
-        vals_sorted, order = torch.sort(vals, dim=1)
-        y_sorted = torch.gather(yy, 1, order).long()
-        suffix = torch.cat(
-            [torch.flip(torch.cumsum(torch.flip(y_sorted, [1]), 1), [1]), y_sorted.new_zeros(n, 1)], dim=1
-        )
-        pos = torch.searchsorted(vals_sorted, t.expand(n, -1).contiguous(), right=True)
-        n_pred = (p - pos).double()
-        tp = torch.gather(suffix, 1, pos).double()
+    for start in range(0, m.shape[0], rows):
+        mm = m[start : start + rows].flatten(1)
+        rr = region[start : start + rows].flatten(1)
+        yy = y[start : start + rows].flatten(1)
+        n = mm.shape[0]
+        # pixel index k in 0..g: predicted at sorted threshold j iff j < k; outside the brain never (k = 0)
+        k = torch.where(rr, torch.searchsorted(t_sorted, mm, right=False), 0)
+        cell = (torch.arange(n, device=m.device)[:, None] * (g + 1) + k).reshape(-1)
+        all_hist = torch.bincount(cell, minlength=n * (g + 1)).reshape(n, g + 1)
+        lab_hist = torch.bincount(cell[yy.reshape(-1)], minlength=n * (g + 1)).reshape(n, g + 1)
+        # predicted at sorted threshold j: pixels with k > j (suffix sums from k = j + 1)
+        n_pred = torch.flip(torch.cumsum(torch.flip(all_hist, [1]), 1), [1])[:, 1:].double()
+        tp = torch.flip(torch.cumsum(torch.flip(lab_hist, [1]), 1), [1])[:, 1:].double()
         n_lab = yy.sum(1, keepdim=True).double()
         den = n_pred + n_lab
         dice = torch.where(den > 0, 2 * tp / den.clamp(min=1), torch.ones_like(den))
-        out.append(dice.cpu())
+        unsorted = torch.empty_like(dice)
+        unsorted[:, t_order] = dice
+        out.append(unsorted.cpu())
     return torch.cat(out)
 
 
@@ -232,15 +252,16 @@ def _grid_search(
     warn_edge: bool,
 ) -> ThresholdResult:
     g = _check_grid(grid)
-    m, _ = _maps_region(maps, brain, "maps")
-    if not bool(_labels(labels, m.shape, m.device, "labels").any()):
+    m, region = _maps_region(maps, brain, "maps")
+    y = _labels(labels, m.shape, m.device, "labels")
+    if not bool(y.any()):
         raise ValueError(
             f"{protocol}: the labels contain no lesion pixel, so Dice cannot choose a threshold "
             "(every empty prediction would score 1); it needs a labelled set with lesions"
         )
-    lo, hi = minmax_constants(m, brain)
+    lo, hi = _minmax(m, region)
     raw = _raw_thresholds(g, lo, hi, m.dtype)
-    curve = dice_curve(m, labels, brain, raw)
+    curve = _dice_curve(m, region, y, raw, 256)
     mean = curve.mean(0)
     best = int(torch.argmax(mean))  # first maximum = lowest threshold on ties
     at_edge = best in (0, g.numel() - 1)
@@ -337,10 +358,10 @@ def oracle_per_image(
     """Per image, the grid threshold with the best Dice (ORACLE). Same normalisation and grid as
     :func:`oracle_global`; ties go to the lowest threshold."""
     g = _check_grid(grid)
-    m, _ = _maps_region(test_maps, brain, "test_maps")
-    lo, hi = minmax_constants(m, brain)
+    m, region = _maps_region(test_maps, brain, "test_maps")
+    lo, hi = _minmax(m, region)
     raw = _raw_thresholds(g, lo, hi, m.dtype)
-    curve = dice_curve(m, test_labels, brain, raw)
+    curve = _dice_curve(m, region, _labels(test_labels, m.shape, m.device, "test_labels"), raw, 256)
     best_score, best = curve.max(1)
     # torch.max does not promise the first index on ties: take the first index reaching the maximum
     best = (curve == best_score[:, None]).double().argmax(1)

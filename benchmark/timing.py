@@ -1,15 +1,19 @@
 """Cost of every method of an experiment: ``python -m benchmark experiment=timing``.
 
 Per (modality, method, seed) cell one row (``record = "method_cost"``): parameter count, NFE per slice,
-inference ms per slice and slices/s (median and IQR over repeats after warm-up), train-step ms at the
-configured batch size, peak memory, FLOPs per slice, device, dtype and the options used (AMP bf16,
-channels_last, torch.compile; an option that does not apply on the device is recorded as such, never
-faked). Timing goes through one :class:`~methods.measure.Timer` on every device: CUDA events on GPU (the
+inference ms per slice and slices/s (median and IQR over repeats after warm-up), train-step ms and steps/s at
+the configured batch size, peak memory of inference and of training, FLOPs per slice, device (the GPU's name
+on CUDA), dtype and the run-wide ``compute.*`` options it ran with (:mod:`benchmark.compute`: precision,
+channels_last, torch.compile), applied exactly as the comparison runner applies them. Under
+``compute.precision=bf16`` the row also holds the Dice of bf16 minus fp32 maps of the same model and inputs.
+Timing goes through one :class:`~methods.measure.Timer` on every device: CUDA events on GPU (the
 clock runs on the stream, so asynchronous launches are measured correctly), ``perf_counter`` elsewhere.
 
 The measured model is trained (or reloaded) through the runner's checkpoint path; ``timing.train_steps``
 shortens its budget (cost does not depend on how well a network is trained, except where the NFE adapts to
-the input). With ``timing.cost_studies`` every measured method also runs its own
+the input). With ``compute.compile`` each fresh instance of the train-step timing compiles again; the
+difference ``fit(1 + k) - fit(1)`` cancels that cost as far as both compile alike.
+With ``timing.cost_studies`` every measured method also runs its own
 :meth:`~methods.base.AnomalyMethod.cost_studies` (rows stored as ``<record>__<cell>``).
 The train step is timed generically through the method's own ``fit``: ``fit(1 + k steps) - fit(1 step)``
 on fresh instances, divided by ``k``, which cancels set-up and the final validation pass.
@@ -29,7 +33,8 @@ import torch
 from omegaconf import DictConfig
 
 from benchmark.checkpoints import CheckpointStore
-from benchmark.config import method_specs
+from benchmark.compute import DEFAULT_PRECISION, ComputeOptions, apply_compute, autocast
+from benchmark.config import ConfigError, compute_options, method_specs
 from benchmark.metrics import dice_per_image
 from benchmark.provenance import device_name, git_commit, seed_everything
 from benchmark.runner import Cell, open_run, train_or_load
@@ -66,48 +71,38 @@ class TimingOptions:
     train_steps: int | None = None  # budget of the measured model; None = the configured budget
     train_step_repeats: int = 3
     train_step_extra: int = 3  # k of fit(1 + k) - fit(1)
-    amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
     flops: bool = True
     cost_studies: bool = True  # run every measured method's own cost_studies (AnomalyMethod.cost_studies)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> TimingOptions:
         group = dict(cfg.get("timing") or {})
+        for key, new in MOVED_KEYS.items():
+            if key in group:
+                raise ConfigError(f"timing.{key} moved to the run-wide compute group: use {new} (configs/config.yaml)")
         unknown = set(group) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise KeyError(f"timing config: unknown keys {sorted(unknown)} (see configs/experiment/timing.yaml)")
         return cls(**group)
 
 
-def apply_options(method: AnomalyMethod, options: TimingOptions) -> dict[str, str]:
-    """Put channels_last / torch.compile on the method's networks; what was applied, per option."""
-    applied = {"amp": "off", "channels_last": "off", "compile": "off"}
-    if options.amp:
-        applied["amp"] = "bf16" if method.device.type == "cuda" else f"not applicable on {method.device.type}"
-    if options.channels_last:
-        for net in method.networks():
-            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stub omits memory_format=
-        applied["channels_last"] = "on"
-    if options.compile:
-        for net in method.networks():
-            net.compile()
-        applied["compile"] = "on"
-    return applied
+#: ``timing.*`` keys of earlier versions, now run-wide ``compute.*`` keys (an old key is an error naming the new one).
+MOVED_KEYS = {
+    "amp": "compute.precision=bf16",
+    "channels_last": "compute.channels_last=true",
+    "compile": "compute.compile=true",
+}
 
 
-def predict_with(method: AnomalyMethod, batch: SliceSet, amp: bool) -> MethodOutput:
-    """``method.predict(batch)``, under bf16 autocast when ``amp`` (CUDA only)."""
-    if not amp:
-        return method.predict(batch)
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+def predict_with(method: AnomalyMethod, batch: SliceSet, precision: str) -> MethodOutput:
+    """``method.predict(batch)`` under ``precision`` (:func:`benchmark.compute.autocast`)."""
+    with autocast(precision, method.device):
         return method.predict(batch)
 
 
-def amp_dice_delta(method: AnomalyMethod, batch: SliceSet, fp32: MethodOutput, modality: str) -> dict[str, float]:
+def amp_dice_delta(method: AnomalyMethod, batch: SliceSet, bf16: MethodOutput) -> dict[str, float]:
     """Mean per-image Dice (each at its own oracle-global threshold) of bf16 minus fp32 maps, same inputs."""
-    bf16 = predict_with(method, batch, amp=True)
+    fp32 = predict_with(method, batch, DEFAULT_PRECISION)
     labels, brain = batch.labels.cpu(), batch.brain.cpu()
 
     def dice(maps: torch.Tensor) -> float:
@@ -119,12 +114,13 @@ def amp_dice_delta(method: AnomalyMethod, batch: SliceSet, fp32: MethodOutput, m
     return {"dice_fp32": d32, "dice_bf16": d16, "amp_dice_delta": d16 - d32}
 
 
-def time_inference(method: AnomalyMethod, batch: SliceSet, timer: Timer, options: TimingOptions) -> dict[str, Any]:
-    """NFE, ms/slice (median, IQR), slices/s and peak memory of ``predict`` on one batch."""
-    amp = options.amp and method.device.type == "cuda"
-    output = predict_with(method, batch, amp)
+def time_inference(
+    method: AnomalyMethod, batch: SliceSet, timer: Timer, options: TimingOptions, precision: str = DEFAULT_PRECISION
+) -> dict[str, Any]:
+    """NFE, ms/slice (median, IQR), slices/s and peak memory of ``predict`` on one batch at ``precision``."""
+    output = predict_with(method, batch, precision)
     reset_peak_memory(method.device)
-    stats = timer.repeat(lambda: predict_with(method, batch, amp), options.repeats, options.warmup)
+    stats = timer.repeat(lambda: predict_with(method, batch, precision), options.repeats, options.warmup)
     per_slice = stats.scaled(1000.0 / len(batch))
     memory, memory_kind = peak_memory_mb(method.device)
     row = {
@@ -141,22 +137,29 @@ def time_inference(method: AnomalyMethod, batch: SliceSet, timer: Timer, options
         flops = count_flops(lambda: method.predict(batch))
         row["gflop_per_slice"] = flops / len(batch) / 1e9
         row["gflop_per_nfe"] = flops / float(output.nfe.sum()) / 1e9
-    if amp:
-        row |= amp_dice_delta(method, batch, output, method.context.modality)
+    if precision != DEFAULT_PRECISION:
+        row |= amp_dice_delta(method, batch, output)
     return row
 
 
 def time_train_step(
-    make_method: Callable[[], AnomalyMethod], splits: Splits, budget: TrainBudget, timer: Timer, options: TimingOptions
+    make_method: Callable[[], AnomalyMethod],
+    splits: Splits,
+    budget: TrainBudget,
+    timer: Timer,
+    options: TimingOptions,
+    precision: str = DEFAULT_PRECISION,
 ) -> TimingStats:
-    """Seconds per optimiser step of the method's own ``fit`` at ``budget.batch_size`` (see module doc)."""
+    """Seconds per optimiser step of the method's own ``fit`` at ``budget.batch_size`` and ``precision`` (see
+    module doc)."""
     val = splits.val.subset(slice(0, max(1, min(len(splits.val), budget.batch_size))))
     k = options.train_step_extra
 
     def fit_seconds(steps: int) -> float:
         method = make_method()
         short = dataclasses.replace(budget, steps=steps, val_every=steps, patience=None)
-        return timer.once(lambda: method.fit(splits.train, val, short))
+        with autocast(precision, method.device):
+            return timer.once(lambda: method.fit(splits.train, val, short))
 
     for _ in range(min(options.warmup, 1)):
         fit_seconds(1)  # warm-up (allocator, kernels)
@@ -172,6 +175,7 @@ def run_timing(cfg: DictConfig) -> ResultsStore:
 def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
     """:func:`run_timing`, also returning the store entries this run wrote (what its cost report shows)."""
     options = TimingOptions.from_config(cfg)
+    compute = compute_options(cfg)
     setup = open_run(cfg)
     device, splits, store, checkpoints = setup.device, setup.splits, setup.store, setup.checkpoints
     timer = Timer(device, options.repeats, options.warmup)
@@ -182,9 +186,9 @@ def run_timing_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
         batch = splits.test.subset(slice(0, min(batch_size, len(splits.test)))).to(device)
         for spec in method_specs(cfg):
             for seed in cfg.seeds:
-                cell = Cell.of(splits, modality, spec, seed)
+                cell = Cell.of(splits, modality, spec, seed, compute.precision)
                 written.append(cost_key(cell))
-                measured = measure_cell(cell, splits, batch, store, checkpoints, cfg, timer, options)
+                measured = measure_cell(cell, splits, batch, store, checkpoints, cfg, timer, options, compute)
                 if measured is not None and options.cost_studies:
                     studied.append((cell, *measured))
     for cell, method, row in studied:
@@ -221,7 +225,7 @@ def study_key(record: str, cell: Cell) -> str:
 
 def measure_cell(
     cell: Cell, splits: Splits, batch: SliceSet, store: ResultsStore, checkpoints: CheckpointStore,
-    cfg: DictConfig, timer: Timer, options: TimingOptions,
+    cfg: DictConfig, timer: Timer, options: TimingOptions, compute: ComputeOptions,
 ) -> tuple[AnomalyMethod, dict[str, Any]] | None:  # fmt: skip
     """Train or reload one method, time it, write its row; returns the method and row (None if n/a)."""
     device = timer.device
@@ -233,7 +237,9 @@ def measure_cell(
 
     def make() -> AnomalyMethod:
         seed_everything(cell.seed)
-        return create_method(spec.name, context, **spec.params)
+        method = create_method(spec.name, context, **spec.params)
+        apply_compute(method, compute)
+        return method
 
     row = _base_fields(cfg, device) | {
         "record": "method_cost",
@@ -250,6 +256,7 @@ def measure_cell(
         "train_steps_of_measured_model": spec.budget.steps,
         "repeats": options.repeats,
         "warmup": options.warmup,
+        **compute.fields(),
     }
     key = cost_key(cell)
     try:
@@ -259,10 +266,17 @@ def measure_cell(
         store.write(key, [row | {"status": "unavailable", "reason": str(why)}])
         return None
     row |= {"status": "ok", "params": method.parameter_count(), "dtype": _dtype(method)}
-    row |= {f"option_{k}": v for k, v in apply_options(method, options).items()}
-    row |= time_inference(method, batch, timer, options)
-    step = time_train_step(make, splits, spec.budget, timer, options).scaled(1000.0)
-    row |= {"train_step_ms": step.median, "train_step_ms_iqr": step.iqr}
+    row |= {f"option_{k}": v for k, v in compute.applied().items()}
+    row |= time_inference(method, batch, timer, options, cell.precision)
+    reset_peak_memory(device)
+    step = time_train_step(make, splits, spec.budget, timer, options, cell.precision).scaled(1000.0)
+    train_memory, _ = peak_memory_mb(device)
+    row |= {
+        "train_step_ms": step.median,
+        "train_step_ms_iqr": step.iqr,
+        "train_steps_per_s": 1000.0 / step.median,
+        "train_peak_memory_mb": train_memory,
+    }
     row["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     store.write(key, [row])
     log.info(

@@ -16,9 +16,10 @@ second call with the same config and unchanged files reads no NIfTI volume.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
@@ -29,7 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from datasets.cache import cache_path, content_hash, load_slices, save_slices, source_fingerprint
-from datasets.config import DatasetConfig
+from datasets.config import DatasetConfig, LoadPool
 from datasets.errors import DatasetError
 from datasets.labels import apply_label_map, check_label_map, check_label_values
 from datasets.layouts import Layout, SubjectFiles, get_layout
@@ -58,8 +59,9 @@ OPTIONAL_SETS = frozenset({"val_labelled"})
 """Slice sets that may have no slice (then None in :class:`Splits`); the others must have one."""
 
 MAX_WORKERS = 8
-"""Subjects pre-processed concurrently, in threads: most of the time goes to zlib inflation and numpy,
-which release the GIL."""
+"""Default cap on the subjects pre-processed concurrently (``DatasetConfig.load_workers`` None)."""
+
+LOAD_POOLS: tuple[LoadPool, ...] = ("thread", "process")
 
 
 def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
@@ -89,7 +91,7 @@ def load_splits(config: DatasetConfig, progress: bool = True) -> Splits:
         log.info("%s: slices loaded from cache %s", config.display_name, paths["train"].parent)
         return _splits(*cached, config)
 
-    built, view = _build(layout, config, splits, files, progress)
+    built, view = _build(config, splits, files, progress)
     data_hash = content_hash(built | {"test_view": _view_of(built, view)})
     for name in SLICE_SETS:
         save_slices(paths[name], built[name], fingerprint, data_hash, view if name == "test_slab" else None)
@@ -145,6 +147,11 @@ def _check_config(config: DatasetConfig, layout: Layout) -> None:
         raise DatasetError(f"test_slices={config.test_slices!r}; expected 'largest' or 'all'")
     if not isinstance(config.eval_slice_step, int) or config.eval_slice_step < 1:
         raise DatasetError(f"eval_slice_step={config.eval_slice_step!r}; expected a positive integer")
+    workers = config.load_workers
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise DatasetError(f"load_workers={workers!r}; expected a positive integer or null (the CPUs, at most 8)")
+    if config.load_pool not in LOAD_POOLS:
+        raise DatasetError(f"load_pool={config.load_pool!r}; expected one of {list(LOAD_POOLS)}")
     if config.orientation not in ORIENTATION_MODES:
         raise DatasetError(f"orientation={config.orientation!r}; expected one of {list(ORIENTATION_MODES)}")
     check_label_map(config.label_map, layout)
@@ -271,45 +278,57 @@ def _check_slab(files: SubjectFiles, volumes: SubjectVolumes, z: list[int], conf
         )
 
 
+def _preprocess_job(config: DatasetConfig, files: SubjectFiles, sets: Sequence[str]) -> dict[str, SubjectSlices]:
+    """:func:`preprocess_subject` from picklable arguments (a process pool's task)."""
+    return preprocess_subject(get_layout(config.layout), files, config, sets)
+
+
+def load_workers(config: DatasetConfig, n_subjects: int) -> int:
+    """Subjects pre-processed concurrently: ``config.load_workers``, else the CPUs this process may use (its
+    affinity: a cluster job's share, not the node's) capped at :data:`MAX_WORKERS`; never more than subjects."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(config.load_workers or min(MAX_WORKERS, available), n_subjects))
+
+
+def _pool(config: DatasetConfig, workers: int) -> Executor:
+    if config.load_pool == "process":  # spawned: no fork of a process that may hold threads
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(workers)
+
+
 def _preprocess_all(
-    layout: Layout,
-    config: DatasetConfig,
-    splits: dict[str, list[str]],
-    files: dict[str, SubjectFiles],
-    progress: bool,
+    config: DatasetConfig, splits: dict[str, list[str]], files: dict[str, SubjectFiles], progress: bool
 ) -> dict[str, list[tuple[str, SubjectSlices]]]:
-    """Per slice set, (subject, slices) of every subject of its split in split order; each subject read once."""
+    """Per slice set, (subject, slices) of every subject of its split in split order; each subject read once,
+    ``load_workers`` at a time (in the calling thread for 1), with a progress bar (rate and ETA)."""
     jobs = [(split, subject) for split in SPLIT_NAMES for subject in splits[split]]
     sets_of = {split: [name for name, (source, _) in SLICE_SETS.items() if source == split] for split in SPLIT_NAMES}
-
-    def run(job: tuple[str, str]) -> dict[str, SubjectSlices]:
-        split, subject = job
-        return preprocess_subject(layout, files[subject], config, sets_of[split])
+    args = ([config] * len(jobs), [files[subject] for _, subject in jobs], [sets_of[split] for split, _ in jobs])
 
     parts: dict[str, list[tuple[str, SubjectSlices]]] = {name: [] for name in SLICE_SETS}
-    workers = min(MAX_WORKERS, os.cpu_count() or 1, len(jobs))
+    workers = load_workers(config, len(jobs))
+    pool = _pool(config, workers) if workers > 1 else None
+    log.info("%s: pre-processing %d subjects, %d at a time%s", config.display_name, len(jobs), workers,
+             "" if pool is None else f" ({config.load_pool} pool)")  # fmt: skip
     bar = tqdm(total=len(jobs), desc=f"{config.display_name}: pre-processing", unit="subject", disable=not progress)
-    pool = ThreadPoolExecutor(max_workers=workers)
+    results = map(_preprocess_job, *args) if pool is None else pool.map(_preprocess_job, *args)
     try:
         with bar:
-            for (_, subject), result in zip(jobs, pool.map(run, jobs)):
+            for (_, subject), result in zip(jobs, results):
                 for name, slices in result.items():
                     parts[name].append((subject, slices))
                 bar.update()
     finally:  # on an error, do not wait for the remaining subjects
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return parts
 
 
 def _build(
-    layout: Layout,
-    config: DatasetConfig,
-    splits: dict[str, list[str]],
-    files: dict[str, SubjectFiles],
-    progress: bool,
+    config: DatasetConfig, splits: dict[str, list[str]], files: dict[str, SubjectFiles], progress: bool
 ) -> tuple[dict[str, SliceSet | None], tuple[int, ...]]:
     """Every slice set, and the positions of the paper-protocol test view in ``test_slab``."""
-    parts = _preprocess_all(layout, config, splits, files, progress)
+    parts = _preprocess_all(config, splits, files, progress)
     healthy_test = [subject for subject, result in parts["test_slab"] if not result.view]
     if healthy_test:
         log.info(

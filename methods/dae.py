@@ -39,15 +39,17 @@ def coarse_noise(
     elif sign != "both":
         raise ValueError(f"unknown noise sign {sign!r}; expected both, positive or negative")
     noise = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=True)[:, 0]
-    shifts = torch.stack(
-        [
-            torch.randint(h, (b,), generator=generator, device=brain.device),
-            torch.randint(w, (b,), generator=generator, device=brain.device),
-        ],
-        dim=1,
-    ).tolist()
-    rolled = torch.stack([torch.roll(n, shifts=s, dims=(-2, -1)) for n, s in zip(noise, shifts)])
-    return rolled * binary_brain(brain)
+    dy = torch.randint(h, (b,), generator=generator, device=brain.device)
+    dx = torch.randint(w, (b,), generator=generator, device=brain.device)
+    return roll_per_image(noise, dy, dx) * binary_brain(brain)
+
+
+def roll_per_image(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """``torch.roll(images[i], (dy[i], dx[i]), dims=(-2, -1))`` for every image of ``[B, H, W]``, in one gather."""
+    b, h, w = images.shape
+    rows = (torch.arange(h, device=images.device) - dy[:, None]) % h  # output row i reads row i - dy
+    cols = (torch.arange(w, device=images.device) - dx[:, None]) % w
+    return images[torch.arange(b, device=images.device)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def scaled_radius(radius_at_128: int, image_size: int) -> int:

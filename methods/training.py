@@ -7,7 +7,6 @@ live hand-off of every history record to the caller's ``on_log`` sink (training 
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +47,8 @@ def train_networks(
     if len(train) == 0:
         raise ValueError("train split has no slices: nothing to fit on")
     device = next(modules[0].parameters()).device
+    train = train.to(device)  # once: a step then only gathers its batch on the device
+    _prefer_foreach(optimizer)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     device_generator = _device_generator(device, seed)
     log = TrainLog()
@@ -58,7 +59,7 @@ def train_networks(
     for step in bar:
         _set_mode(modules, training=True)
         index = torch.randint(len(train), (min(budget.batch_size, len(train)),), generator=generator)
-        loss = loss_on_batch(train.subset(index).to(device), device_generator)
+        loss = loss_on_batch(train.subset(index), device_generator)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{description}: loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -77,7 +78,7 @@ def train_networks(
             bar.set_postfix(loss=f"{log.final_train_loss:.4f}", val=f"{val_loss:.4f}")
             if not val_loss >= log.best_val_loss:  # also true while best is NaN
                 log.best_val_loss = val_loss
-                best_state = [copy.deepcopy(m.state_dict()) for m in modules]
+                best_state = [_state_copy(m) for m in modules]
                 since_best = 0
             else:
                 since_best += 1
@@ -111,6 +112,22 @@ def validation_loss(
         total += loss_on_batch(batch.to(device), generator).item() * len(batch)
         count += len(batch)
     return total / count
+
+
+def _state_copy(module: nn.Module) -> dict[str, Any]:
+    """A copy of the module's state: a detached clone per tensor (no generic Python deep copy)."""
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in module.state_dict().items()}
+
+
+def _prefer_foreach(optimizer: torch.optim.Optimizer) -> None:
+    """Use the multi-tensor (``foreach``) update where the optimiser left the choice open.
+
+    torch picks ``foreach`` by default only for CUDA parameters; on CPU the per-parameter loop costs a Python
+    round trip and several small kernels per tensor. Same update rule, same numbers up to float rounding.
+    """
+    for group in optimizer.param_groups:
+        if group.get("foreach", False) is None and not group.get("fused"):
+            group["foreach"] = True
 
 
 def _device_generator(device: torch.device, seed: int) -> torch.Generator:

@@ -4,7 +4,8 @@ A results store can hold several configurations under one method label: a rerun 
 Hydra multirun over a parameter, data pre-processed at another size. Tables average the rows of a label over
 seeds only, so every configuration must have a label of its own. :func:`configuration_labels` keeps a
 method's label where it names one configuration and otherwise appends what differs, e.g.
-``AE (train.steps=3000)``.
+``AE (train.steps=3000)``. A row computed at another precision than fp32 (``compute.precision``) carries it in
+its label, e.g. ``AE [bf16]``, so that every table says which numerics a number came from.
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ from benchmark.schema import CONFIGURATION_COLUMNS, PARAM_PREFIX, TRAIN_PREFIX
 
 LABEL = "method_label"
 IDENTITY = "config_hash"
+PRECISION = "precision"
+DEFAULT_PRECISION = "fp32"
+
+
+def precision_labels(rows: pd.DataFrame) -> pd.Series:
+    """``method_label``, followed by `` [<precision>]`` where a row's precision is set and not fp32."""
+    labels = rows[LABEL].astype(str)
+    if PRECISION not in rows:
+        return labels
+    other = rows[PRECISION].notna() & (rows[PRECISION].astype(str) != DEFAULT_PRECISION)
+    return labels.where(~other, labels + " [" + rows[PRECISION].astype(str) + "]")
 
 
 def configuration_labels(rows: pd.DataFrame) -> pd.Series:
@@ -22,8 +34,8 @@ def configuration_labels(rows: pd.DataFrame) -> pd.Series:
     set, else the label followed by the configuration columns whose values differ between its configs."""
     if rows.empty or IDENTITY not in rows:
         return rows[LABEL] if LABEL in rows else pd.Series(dtype=str, index=rows.index)
-    labels = rows[LABEL].astype(str).copy()
-    for _, group in rows.groupby(["dataset", LABEL], sort=False, dropna=False):
+    labels = precision_labels(rows).copy()
+    for _, group in rows.assign(**{LABEL: labels}).groupby(["dataset", LABEL], sort=False, dropna=False):
         configs = group.drop_duplicates(IDENTITY)
         if len(configs) < 2:
             continue

@@ -20,13 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from benchmark.config import Sweep, experiment_sweep
 from benchmark.store import ResultsStore
-from reports import curves, figures, time_breakdown, volume
+from reports import curves, figures, precision, time_breakdown, volume
 from reports.labels import configuration_labels
 from reports.stats import wilcoxon_markdown, wilcoxon_vs_reference
 from reports.tables import PAPER_METRICS, Table, comparison_table
 
 log = logging.getLogger("reports")
-TIMING_EXPERIMENT = "timing"
 #: Row field that lists a cell's diagnostic figures (paths relative to the results folder).
 FIGURES_FIELD = "figures"
 
@@ -95,10 +94,11 @@ def write_report(
     all_rows = all_rows.assign(method_label=configuration_labels(all_rows))
     lines += _scope_note(store, cells)
     per_image = _per_image_table(store, all_rows, out_dir)
-    timing = all_rows[all_rows["experiment"] == TIMING_EXPERIMENT] if "experiment" in all_rows else all_rows.iloc[:0]
+    timing = all_rows[all_rows["record"].notna()] if "record" in all_rows else all_rows.iloc[:0]  # timing harness
     rows = all_rows.drop(index=timing.index)
     if not rows.empty:
         lines += _tables_section(per_image, rows, settings, out_dir)
+        lines += _precision_section(per_image, rows, settings, out_dir)
         lines += _volume_section(store, rows, settings, out_dir)
         lines += _figures_section(store, rows, settings, out_dir)
         lines += _curves_section(rows, settings, out_dir)
@@ -178,6 +178,28 @@ def _tables_section(per_image: pd.DataFrame, rows: pd.DataFrame, settings: Repor
         if is_main:
             lines += _paired_tests(per_image, rows, protocol, settings, out_dir)
     return lines
+
+
+def _precision_section(
+    per_image: pd.DataFrame, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path
+) -> list[str]:
+    """Dice of every cell run at another precision than fp32 beside its fp32 twin (reports/precision.py)."""
+    pairs = precision.precision_pairs(rows, per_image, settings.table_protocol)
+    if pairs.empty:
+        return []
+    pairs.to_csv(out_dir / "precision.csv", index=False, float_format="%.6g")
+    return [
+        f"## Precision ({settings.table_protocol})",
+        "",
+        "Each cell computed at lower precision (`compute.precision`, torch.autocast for fit, calibration and "
+        "inference) beside the same configuration and seed in fp32: Δ = lower minus fp32 Dice, its paired "
+        "subject-bootstrap 95 % CI over the same test slices, and the fp32 Dice's seed-to-seed SD (run-to-run "
+        "noise) where several seeds ran.",
+        "",
+        *precision.precision_markdown(pairs),
+        _links("precision", ("csv",)),
+        "",
+    ]
 
 
 def _volume_section(store: ResultsStore, rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) -> list[str]:

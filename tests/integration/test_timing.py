@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import benchmark.timing as timing
+from benchmark.config import ConfigError
 from benchmark.timing import TimingOptions, peak_memory_mb, run_timing, time_inference
 from methods import MethodContext, create_method, measure
 from methods.itermask2.inference import RefinementConfig, iterative_refinement
@@ -86,16 +87,15 @@ def test_time_inference_row_on_device(device: str) -> None:
     dev = torch.device(device)
     method = create_method("ae", MethodContext("flair", 32, dev, 0), widths=[8, 8, 8, 8], latent_dim=8)
     batch = toy_slices(3, size=32, lesions=True).to(dev)
-    options = TimingOptions(repeats=2, warmup=1, amp=True)
-    row = time_inference(method, batch, Timer(dev), options)
+    options = TimingOptions(repeats=2, warmup=1)
+    row = time_inference(method, batch, Timer(dev), options, precision="bf16")
     assert row["nfe_per_slice"] == 1.0 and row["ms_per_slice"] > 0
     assert row["slices_per_s"] == pytest.approx(1000 / row["ms_per_slice"])
     assert row["gflop_per_slice"] > 0
-    if device == "cuda":  # AMP is measured against fp32 on the same inputs
-        assert abs(row["amp_dice_delta"] - (row["dice_bf16"] - row["dice_fp32"])) < 1e-12
-    else:
-        assert "amp_dice_delta" not in row
-        assert timing.apply_options(method, options)["amp"] == "not applicable on cpu"
+    # bf16 is measured against fp32 on the same inputs, on every device
+    assert abs(row["amp_dice_delta"] - (row["dice_bf16"] - row["dice_fp32"])) < 1e-12
+    assert 0 <= row["dice_fp32"] <= 1 and 0 <= row["dice_bf16"] <= 1
+    assert "amp_dice_delta" not in time_inference(method, batch, Timer(dev), options)  # fp32: no comparison
 
 
 # ---------------------------------------------------------------------------------------------- flops
@@ -238,3 +238,28 @@ def test_unknown_timing_option_is_a_clear_error(tmp_path, shared_data_dir) -> No
     cfg = tiny_timing_config(tmp_path, shared_data_dir, "+timing.nope=1")
     with pytest.raises(KeyError, match="unknown keys \\['nope'\\]"):
         TimingOptions.from_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("amp=true", "compute.precision=bf16"), ("channels_last=true", "compute.channels_last=true"),
+     ("compile=true", "compute.compile=true")],
+)  # fmt: skip
+def test_timing_options_moved_to_compute_name_the_new_key(tmp_path, shared_data_dir, old: str, new: str) -> None:
+    cfg = tiny_timing_config(tmp_path, shared_data_dir, f"+timing.{old}")
+    with pytest.raises(ConfigError, match=f"^timing.{old.partition('=')[0]} moved .*: use {new} "):
+        TimingOptions.from_config(cfg)
+
+
+def test_timing_row_records_the_compute_options_steps_per_second_and_bf16_delta(tmp_path, shared_data_dir) -> None:
+    cfg = tiny_timing_config(
+        tmp_path, shared_data_dir, "experiment.only_methods=[ae]", "timing.cost_studies=false", "timing.flops=false",
+        "compute.precision=bf16", "compute.channels_last=true",
+    )  # fmt: skip
+    rows = run_timing(cfg).rows()
+    (row,) = rows[rows["record"] == "method_cost"].to_dict("records")
+    assert row["precision"] == "bf16" and row["option_precision"] == "bf16" and row["option_channels_last"] == "on"
+    assert row["compute.channels_last"] is True and row["option_compile"] == "off"
+    assert row["train_steps_per_s"] == pytest.approx(1000 / row["train_step_ms"])
+    assert row["train_peak_memory_mb"] > 0 and row["peak_memory_mb"] > 0
+    assert row["amp_dice_delta"] == pytest.approx(row["dice_bf16"] - row["dice_fp32"])

@@ -102,6 +102,8 @@ NONSENSE = {
     "experiment.only_methods=[dae]": r"only_methods names \['dae'\]",
     "results_lock=nfs": r"results_lock='nfs'; expected hard or soft",
     "device=gpu": r"device='gpu'; expected cpu, cuda, cuda:N or auto",
+    "compute.precision=fp16": r"compute\.precision='fp16'; expected one of fp32, bf16",
+    "+compute.amp=true": r"compute: unknown key\(s\) \['amp'\]",
 }
 
 

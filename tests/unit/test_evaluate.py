@@ -85,3 +85,24 @@ def test_segmenting_most_of_the_brain_is_degenerate() -> None:
     assert allowed.row["degenerate"] is False and degenerate_warnings([allowed]) == []
     exact = evaluate_segmentation("human_ai", test.labels, pred, test, "flair", is_oracle=True, n_boot=0)
     assert exact.row["degenerate"] is False and exact.row["dice"] == 1.0
+
+
+def test_protocol_rows_share_the_threshold_free_metrics_with_unchanged_values() -> None:
+    """SSIM and AUROC/AUPRC are computed once per cell; every protocol's row equals compute_metrics run on that
+    protocol's segmentation alone (the per-protocol recomputation this replaced), CIs included."""
+    from benchmark.metrics import compute_metrics
+
+    test = toy_slices(6, size=16, lesions=True, seed=3)
+    generator = torch.Generator().manual_seed(0)
+    maps = test.labels.float() + 0.7 * torch.rand(test.labels.shape, generator=generator)
+    reconstruction = test.images[:, 0] + 0.1 * torch.rand(test.labels.shape, generator=generator)
+    pred = Predictions(maps, reconstruction, None, torch.ones(len(test)), 0.0)
+    results = evaluate(pred, test, "flair", ["oracle_global", "oracle_per_image"], n_boot=30, seed=4)
+    for result in results:
+        alone = compute_metrics(
+            result.segmentation, maps, test.labels, test.brain, inputs=test.channel("flair"),
+            reconstruction=reconstruction, subjects=test.subjects, n_boot=30, seed=4,
+        ).flat()  # fmt: skip
+        assert not math.isnan(alone["ssim_paper"]) and not math.isnan(alone["auroc_lo"])
+        for key, value in alone.items():
+            assert result.row[key] == pytest.approx(value, nan_ok=True, rel=0, abs=0), key

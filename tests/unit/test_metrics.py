@@ -375,6 +375,45 @@ def test_pixel_auc_ci_matches_weighted_sklearn():
     assert binned["auroc"][1] == pytest.approx(ref_roc[1], abs=0.05)
 
 
+def test_auc_from_histograms_equals_cumulative_form():
+    """The closed-form bootstrap AUC equals the trapezoid / step form to 1e-12, NaN where undefined."""
+    g = torch.Generator().manual_seed(8)
+    pos = torch.randint(0, 4, (5, 30), generator=g).double() * (torch.rand(5, 30, generator=g) < 0.5)
+    neg = torch.randint(0, 6, (5, 30), generator=g).double()
+    pos[1] = 0.0  # no positive: both NaN
+    neg[2] = 0.0  # no negative: AUROC NaN, AP 1
+    got = M._auc_from_histograms(pos, neg)
+    want = M._auc_from_cumulative(torch.cumsum(pos, 1), torch.cumsum(neg, 1))
+    for a, b in zip(got, want):
+        assert torch.equal(a.isnan(), b.isnan()) and torch.allclose(a, b, atol=1e-12, rtol=0, equal_nan=True)
+    assert got[1][2] == 1.0 and bool(got[0][1].isnan() and got[1][1].isnan() and got[0][2].isnan())
+
+
+@pytest.mark.parametrize("max_bins", [4, 16, 10_000])
+def test_pixel_auc_ci_binned_path_equals_weighted_sklearn_on_quantile_bins(max_bins):
+    """Point estimate exact; resamples exactly weighted sklearn on the scores replaced by their quantile bin
+    (edges: the sorted scores at ``linspace(0, n - 1, max_bins + 1)[1:-1]``), one subject without a positive."""
+    g = torch.Generator().manual_seed(4)
+    labels = torch.rand(9, 10, 10, generator=g) < 0.15
+    labels[[2, 7]] = False  # subject s2 has no lesion pixel
+    maps = torch.rand(9, 10, 10, generator=g, dtype=torch.float64) + 0.7 * labels
+    maps[0, :5] = 0.25  # ties
+    brain = (torch.rand(9, 10, 10, generator=g) < 0.85).float()
+    subjects = [f"s{i % 5}" for i in range(9)]
+    ci = M.pixel_auc_ci(maps, labels, brain, subjects, n_boot=60, seed=5, max_bins=max_bins)
+    region = brain > 0
+    s, y = maps[region].numpy(), labels[region].numpy()
+    image = torch.arange(9)[:, None, None].expand(9, 10, 10)[region].numpy()
+    positions = np.linspace(0, s.size - 1, max_bins + 1).astype(np.int64)[1:-1]
+    binned = np.searchsorted(np.unique(np.sort(s)[positions]), s, side="right") if np.unique(s).size > max_bins else s
+    for key, score in (("auroc", roc_auc_score), ("auprc", average_precision_score)):
+        _, low, high = B.bootstrap_statistic_ci(
+            lambda w, score=score: score(y, binned, sample_weight=w[image]), subjects, 60, 5
+        )
+        assert ci[key][0] == pytest.approx(score(y, s), abs=1e-12)
+        assert ci[key][1:] == pytest.approx((low, high), abs=1e-12)
+
+
 # --------------------------------------------------------------------------------------------------
 # devices
 # --------------------------------------------------------------------------------------------------

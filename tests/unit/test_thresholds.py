@@ -91,6 +91,26 @@ def test_dice_curve_matches_brute_force(seed):
         assert torch.allclose(curve[:, j], expected), float(t)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dice_curve_equals_per_threshold_dice_exactly(seed):
+    """The histogram curve equals Dice of each binarised mask bit for bit: unsorted and repeated thresholds,
+    thresholds equal to scores, an empty label, an image without brain pixel, NaN outside the brain."""
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.randint(0, 20, (7, 9, 11), generator=g).float() / 19
+    labels = torch.rand(7, 9, 11, generator=g) < 0.3
+    labels[2] = False  # healthy image
+    brain = (torch.rand(7, 9, 11, generator=g) > 0.25).float() * 0.6
+    brain[4] = 0.0  # no brain pixel: nothing predicted, its labels are FN
+    brain[0, 0, 0] = 0.0
+    maps[0, 0, 0] = math.nan  # outside the brain: ignored
+    thresholds = torch.tensor([0.5, -1.0, 3 / 19, 0.5, 1.0, 7 / 19, 2.0, 0.0])
+    curve = T.dice_curve(maps, labels, brain, thresholds, chunk=2)
+    for j, t in enumerate(thresholds):
+        expected = M.dice_per_image(torch.nan_to_num(maps) > t, labels, brain)
+        assert torch.equal(curve[:, j], expected), float(t)
+    assert torch.equal(curve[2, thresholds >= 1.0], torch.ones(2, dtype=torch.float64))  # both empty -> 1
+
+
 def test_val_fpr_equals_numpy_percentile():
     g = torch.Generator().manual_seed(2)
     val = torch.randn(6, 20, 20, generator=g, dtype=torch.float64)

@@ -1,0 +1,111 @@
+"""The CPU hot-path changes keep the numbers (issue 17 §1), and the floor benchmark's accounting is right.
+
+Plain tests (not micro-benchmarks): they run in the default suite, each in well under a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from benchmark.bench_floor import inference_bound
+from datasets.slices import SliceSet
+from methods.base import AnomalyMethod, MethodContext, MethodOutput, TrainBudget, TrainLog
+from methods.dae import roll_per_image
+from methods.measure import Timer
+from methods.training import _prefer_foreach, _state_copy, train_networks
+from tests.toy_data import toy_slices
+
+
+def test_roll_per_image_equals_torch_roll_of_each_image() -> None:
+    images = torch.randn(4, 5, 7, generator=torch.Generator().manual_seed(0))
+    dy, dx = torch.tensor([0, 1, 4, 3]), torch.tensor([6, 0, 2, 5])
+    expected = torch.stack([torch.roll(m, (int(a), int(b)), dims=(-2, -1)) for m, a, b in zip(images, dy, dx)])
+    assert torch.equal(roll_per_image(images, dy, dx), expected)
+
+
+def test_state_copy_does_not_follow_later_updates() -> None:
+    net = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    copy = _state_copy(net)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    net(torch.randn(4, 3))  # moves the BatchNorm running statistics
+    assert set(copy) == set(before)
+    assert all(torch.equal(copy[k], before[k]) for k in before)
+    assert not torch.equal(copy["0.weight"], net[0].weight)
+
+
+def test_prefer_foreach_only_where_the_optimiser_left_it_open() -> None:
+    params = [nn.Parameter(torch.zeros(2))]
+    open_choice = torch.optim.Adam(params)
+    explicit_loop = torch.optim.Adam(params, foreach=False)
+    for optimizer in (open_choice, explicit_loop):
+        _prefer_foreach(optimizer)
+    assert open_choice.param_groups[0]["foreach"] is True
+    assert explicit_loop.param_groups[0]["foreach"] is False
+
+
+def _tiny_fit(foreach: bool | None) -> list[dict[str, float]]:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.SiLU(), nn.Conv2d(4, 1, 3, padding=1))
+    slices = toy_slices(12, size=16)
+    train, val = slices.subset(slice(0, 8)), slices.subset(slice(8, 12))
+
+    def loss(batch: SliceSet, generator: torch.Generator) -> torch.Tensor:
+        x = batch.channel("flair")[:, None]
+        noisy = x + torch.randn(x.shape, generator=generator)
+        return (net(noisy) - x).square().mean()
+
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2, foreach=foreach)
+    budget = TrainBudget(steps=6, batch_size=4, lr=1e-2, val_every=2)
+    return train_networks([net], loss, train, val, budget, optimizer, seed=3, progress=False).history
+
+
+def test_foreach_update_gives_the_losses_of_the_per_parameter_loop() -> None:
+    """Same seeds, same batches: the multi-tensor AdamW differs from the loop only by float rounding."""
+    loop, default = _tiny_fit(foreach=False), _tiny_fit(foreach=None)
+    assert [r["step"] for r in loop] == [2, 4, 6]
+    for a, b in zip(loop, default):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+
+
+class _TwoCallMethod(AnomalyMethod):
+    """predict: the network on the whole batch, then on its first half (1.5 calls per slice)."""
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        self.net = nn.Conv2d(1, 1, 3, padding=1)
+
+    def networks(self) -> list[nn.Module]:
+        return [self.net]
+
+    def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
+        return TrainLog()
+
+    @torch.inference_mode()
+    def predict(self, batch: SliceSet) -> MethodOutput:
+        x = batch.channel("flair")[:, None]
+        y = self.net(x)
+        self.net(x[: len(batch) // 2])
+        return MethodOutput(y[:, 0], y[:, 0], torch.full((len(batch),), 2))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def test_inference_bound_costs_each_call_at_the_full_batch_rate() -> None:
+    method = _TwoCallMethod(MethodContext("flair", 16, torch.device("cpu"), 0))
+    batch = toy_slices(8, size=16)
+    bound_ms, calls, forward_ms = inference_bound(method, batch, Timer(torch.device("cpu")), repeats=2)
+    assert calls == 1.5
+    assert set(forward_ms) == {0}
+    assert bound_ms == pytest.approx(forward_ms[0] * 1.5 / 8)
+    assert method.net._forward_pre_hooks == {}  # the recorder's hooks are gone
