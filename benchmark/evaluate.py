@@ -82,6 +82,7 @@ def evaluate(
         ValueError: ``val_labelled`` requested without a labelled validation set (:data:`NO_LABELLED_VAL`).
     """
     _check_labelled_validation(protocols, labelled_val_pred, labelled_val)
+    check_max_brain_share(max_brain_share)  # before any slow part
     shared = _threshold_free(test_pred, test, modality, seed, n_boot)  # the same for every protocol
     results = []
     for protocol in protocols:
@@ -98,9 +99,7 @@ def evaluate(
                 val_labels=None if val is None else val.labels,
             )
         segmentation = binarise(test_pred.anomaly_maps, test.brain, threshold)
-        results.append(
-            _result(threshold, segmentation, test_pred, test, modality, seed, n_boot, max_brain_share, shared)
-        )
+        results.append(_result(threshold, segmentation, test_pred, test, seed, n_boot, max_brain_share, shared))
     return results
 
 
@@ -161,7 +160,9 @@ def evaluate_segmentation(
             f"does not match the test labels {tuple(test.labels.shape)}"
         )
     chosen = ThresholdResult(protocol, math.nan, math.nan, math.nan, math.nan, is_oracle=is_oracle)
-    result = _result(chosen, segmentation.bool().cpu(), test_pred, test, modality, seed, n_boot, max_brain_share)
+    check_max_brain_share(max_brain_share)  # before any slow part
+    shared = _threshold_free(test_pred, test, modality, seed, n_boot)
+    result = _result(chosen, segmentation.bool().cpu(), test_pred, test, seed, n_boot, max_brain_share, shared)
     result.row["threshold_objective"] = result.row["dice"]
     return result
 
@@ -171,24 +172,20 @@ def _result(
     segmentation: torch.Tensor,
     test_pred: Predictions,
     test: SliceSet,
-    modality: str,
     seed: int,
     n_boot: int,
     max_brain_share: float,
-    threshold_free: ThresholdFreeMetrics | None = None,
+    threshold_free: ThresholdFreeMetrics,
 ) -> ProtocolResult:
     """The one metric computation behind every row (metrics, threshold fields, degeneracy fields);
-    ``threshold_free``: the test predictions' SSIM / AUROC / AUPRC when already computed."""
+    ``threshold_free``: the test predictions' SSIM / AUROC / AUPRC (:func:`_threshold_free`)."""
     share = segmented_brain_share(segmentation, test.brain)
-    reason = degeneracy(threshold, share, max_brain_share)  # checks max_brain_share before the slow part
-    has_reconstruction = test_pred.reconstructions is not None
+    reason = degeneracy(threshold, share, max_brain_share)
     metrics = compute_metrics(
         segmentation,
         test_pred.anomaly_maps,
         test.labels,
         test.brain,
-        inputs=test.channel(modality) if has_reconstruction else None,
-        reconstruction=test_pred.reconstructions,
         subjects=test.subjects,
         n_boot=n_boot,
         seed=seed,
@@ -228,6 +225,12 @@ def segmented_brain_share(segmentation: torch.Tensor, brain: torch.Tensor) -> fl
     return int(marked.sum()) / n_brain if n_brain else math.nan
 
 
+def check_max_brain_share(max_brain_share: float) -> None:
+    """``max_brain_share`` must be a share of the brain in (0, 1]."""
+    if not 0.0 < max_brain_share <= 1.0:
+        raise ValueError(f"max_brain_share must be in (0, 1], got {max_brain_share}")
+
+
 def degeneracy(threshold: ThresholdResult, brain_share: float, max_brain_share: float) -> str:
     """Why a result is degenerate ("" when it is not): its global threshold is on the edge of the search grid
     and/or its segmentation marks more than ``max_brain_share`` of the brain.
@@ -235,8 +238,7 @@ def degeneracy(threshold: ThresholdResult, brain_share: float, max_brain_share: 
     Only a *global* threshold's edge flag counts: ``oracle_per_image`` sets ``at_grid_edge`` when at least one
     image's best lies on an edge, which says nothing about the row as a whole (its brain share still does).
     """
-    if not 0.0 < max_brain_share <= 1.0:
-        raise ValueError(f"max_brain_share must be in (0, 1], got {max_brain_share}")
+    check_max_brain_share(max_brain_share)
     reasons = []
     if threshold.at_grid_edge and threshold.per_image is None:
         reasons.append(f"threshold at grid edge (normalised {threshold.threshold_norm:g})")
