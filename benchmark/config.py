@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import benchmark.hydra_resolvers  # noqa: F401  (the configs' resolvers, for every reader of a composed config)
+from benchmark.cell_workers import check_workers_setting
 from benchmark.compute import COMPUTE_KEYS, PRECISIONS, ComputeOptions
 from benchmark.schema import config_column
 from benchmark.thresholds import PROTOCOLS
@@ -336,6 +337,9 @@ def validate_config(cfg: DictConfig) -> list[MethodSpec]:
     if not isinstance(samples, int) or samples < 0:
         raise ConfigError(f"bootstrap_samples={samples!r}; expected an integer >= 0")
     resolve_device(str(cfg.device))
+    workers_problem = check_workers_setting(cfg.get("workers", "auto"))
+    if workers_problem:
+        raise ConfigError(workers_problem)
     if cfg.get("results_lock") not in ("hard", "soft"):
         raise ConfigError(f"results_lock={cfg.get('results_lock')!r}; expected hard or soft")
     if not isinstance(cfg.get("deterministic"), bool):

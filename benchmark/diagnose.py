@@ -24,7 +24,8 @@ from omegaconf import DictConfig
 
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
 from benchmark.cli import one_line_errors
-from benchmark.config import ConfigError, validate_config
+from benchmark.compute import apply_compute, autocast
+from benchmark.config import ConfigError, compute_options, validate_config
 from benchmark.config_path import CONFIG_DIR
 from benchmark.metrics import pixel_auroc
 from benchmark.runner import Cell, open_run, train_or_load
@@ -59,6 +60,7 @@ def run_diagnosis(cfg: DictConfig) -> str:
     setup = open_run(cfg)
     splits = setup.splits
     seed = int(cfg.seeds[0])
+    compute = compute_options(cfg)  # the run's precision picks the checkpoint, as in the comparison
     sections, records = [], {}
     for modality in cfg.experiment.modalities:
         context = MethodContext(modality, splits.test.image_size[0], setup.device, seed, splits.test.modalities,
@@ -66,11 +68,13 @@ def run_diagnosis(cfg: DictConfig) -> str:
         for spec in specs:
             try:
                 method = create_method(spec.name, context, **spec.params)
-                cell = Cell.of(splits, modality, spec, seed)
+                apply_compute(method, compute)
+                cell = Cell.of(splits, modality, spec, seed, compute.precision)
                 train_log, _ = train_or_load(method, cell, splits, setup.checkpoints, bool(cfg.retrain))
             except MethodUnavailable:
                 continue
-            record = method.diagnose(splits.val, splits.test, int(cfg.eval_batch_size), standard_map_scores)
+            with autocast(cell.precision, method.device):
+                record = method.diagnose(splits.val, splits.test, int(cfg.eval_batch_size), standard_map_scores)
             if record is None:
                 continue
             title = f"{spec.row_label}: {cell.key} ({train_log.steps} training steps)"

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from benchmark.cell_workers import CellRunner, group_by_checkpoint, run_in_workers, worker_plan
 from benchmark.checkpoints import CheckpointStore
 from benchmark.compute import DEFAULT_PRECISION, ComputeOptions, apply_compute, autocast, precision_identity
 from benchmark.config import (
@@ -128,6 +129,7 @@ class CellOptions:
     log_sinks: tuple[str, ...]  # where training curves go (``logger``: csv, tensorboard)
     logs: Path  # training curves of a cell under <logs>/<cell key>/
     compute: ComputeOptions = ComputeOptions()  # ``compute.*``: precision, channels_last, compile
+    workers: int = 1  # processes running this run's cells side by side (row field ``cell_workers``)
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> CellOptions:
@@ -149,6 +151,7 @@ class CellOptions:
             log_sinks=LOGGER_SINKS[str(cfg.logger)],
             logs=Path(cfg.paths.logs),
             compute=compute_options(cfg),
+            workers=cfg.workers if isinstance(cfg.get("workers"), int) else 1,  # auto: resolved by the runner
         )
 
 
@@ -180,15 +183,24 @@ class RunSetup:
 def open_run(cfg: DictConfig) -> RunSetup:
     """Resolve the device, clean up what killed runs left, prepare the data, open the results and checkpoint
     stores, record the job."""
-    device = resolve_device(cfg.device)
     for folder in (cfg.paths.results, cfg.paths.checkpoints, cfg.paths.cache):
         remove_orphan_temporaries(Path(folder))
     start = time.perf_counter()
     splits = prepare_data(cfg)
-    data_seconds = time.perf_counter() - start
+    setup = _setup(cfg, splits, time.perf_counter() - start)
+    record_run(setup.store, cfg)
+    return setup
+
+
+def open_cell_setup(cfg: DictConfig, data_seconds: float) -> RunSetup:
+    """What a cell worker process opens (:mod:`benchmark.cell_workers`): the splits the run prepared (from the
+    slice cache) and the stores; the run's own ``data_seconds`` go into the rows."""
+    return _setup(cfg, prepare_data(cfg), data_seconds)
+
+
+def _setup(cfg: DictConfig, splits: Splits, data_seconds: float) -> RunSetup:
     store = ResultsStore(cfg.paths.results, soft_lock=cfg.results_lock == "soft")
-    record_run(store, cfg)
-    return RunSetup(device, splits, store, CheckpointStore(cfg.paths.checkpoints), data_seconds)
+    return RunSetup(resolve_device(cfg.device), splits, store, CheckpointStore(cfg.paths.checkpoints), data_seconds)
 
 
 def run_experiment(cfg: DictConfig) -> ResultsStore:
@@ -212,21 +224,44 @@ def run_experiment_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
         len(splits.test),
         splits.test.image_size,
     )
-    keys: list[str] = []
-    trained: set[Path] = set()  # checkpoints (re)trained by this run: retrain=true trains a shared one once
     for modality in cfg.experiment.modalities:
         _store_test_set(setup.store, splits, modality)
-        for spec in specs:
-            for seed in cfg.seeds:
-                cell = Cell.of(splits, modality, spec, seed, options.compute.precision)
-                keys.append(cell.key)
-                if setup.store.has(cell.key):
-                    if not options.retrain:
-                        log.info("skip %s (finished earlier)", cell.key)
-                        continue
-                    log.info("retrain=true: re-running finished cell %s", cell.key)
-                run_cell(cell, setup, options, trained)
-    return setup.store, keys
+    # the report's order: modality, method, seed
+    cells = [
+        Cell.of(splits, modality, spec, seed, options.compute.precision)
+        for modality in cfg.experiment.modalities
+        for spec in specs
+        for seed in cfg.seeds
+    ]
+    pending: list[Cell] = []
+    for cell in sorted(cells, key=lambda c: specs.index(c.spec)):  # stable: a configuration's cells together
+        if setup.store.has(cell.key):
+            if not options.retrain:
+                log.info("skip %s (finished earlier)", cell.key)
+                continue
+            log.info("retrain=true: re-running finished cell %s", cell.key)
+        pending.append(cell)
+    workers = cfg.get("workers", "auto")
+    if worker_plan(workers, setup.device, len(pending)).workers > 1:  # (methods are built to group the cells)
+        tasks = group_by_checkpoint(pending, lambda cell: _checkpoint_of(cell, setup, options))
+    else:
+        tasks = [pending]
+    plan = worker_plan(workers, setup.device, len(tasks))
+    if plan.workers == 1:
+        options = dataclasses.replace(options, workers=1)
+        trained: set[Path] = set()  # checkpoints (re)trained by this run: retrain=true trains a shared one once
+        for cell in pending:
+            run_cell(cell, setup, options, trained)
+    else:
+        runner = CellRunner(open_setup=open_cell_setup, options=CellOptions.from_config, run=run_cell)
+        run_in_workers(cfg, tasks, plan, runner, setup.data_seconds, options.progress)
+    return setup.store, [cell.key for cell in cells]
+
+
+def _checkpoint_of(cell: Cell, setup: RunSetup, options: CellOptions) -> Path:
+    """The checkpoint a cell trains or reloads (a method built only to ask its training identity)."""
+    method = create_method(cell.spec.name, _context(cell, setup, options, None), **cell.spec.params)
+    return checkpoint_path(method, cell, setup.checkpoints)
 
 
 def run_cell(cell: Cell, setup: RunSetup, options: CellOptions, trained: set[Path] | None = None) -> None:
@@ -312,6 +347,8 @@ def row_header(cell: Cell, setup: RunSetup, options: CellOptions) -> dict[str, A
         "config_hash": cell.config_hash,
         "config_hash_fp32": cell.config_hash_fp32,
         **options.compute.fields(),
+        "cell_workers": options.workers,
+        "torch_threads": torch.get_num_threads(),
         "config": OmegaConf.to_yaml(OmegaConf.create(config)),
         **flatten_config(config),
         "deviations": list(method_class(cell.spec.name).deviations),
@@ -506,10 +543,7 @@ def train_or_load(
     precision (:func:`benchmark.compute.autocast`), which is part of the checkpoint's identity.
     """
     times = times if times is not None else StageTimes(method.device)
-    identity = method.training_identity() or {"method": cell.spec.as_dict()}
-    training = {"pre": cell.preprocess_hash, "data": cell.data_hash, "identity": identity}
-    training_hash = stable_hash(training | {"budget": vars(cell.spec.budget)} | precision_identity(cell.precision))
-    path = checkpoints.path(cell.dataset, cell.modality, cell.seed, training_hash)
+    path = checkpoint_path(method, cell, checkpoints)
     fitted_now = trained is not None and path in trained
     reused = path.exists() and (not retrain or fitted_now)
     with times.stage("train"):
@@ -527,6 +561,15 @@ def train_or_load(
     with times.stage("calibrate"), autocast(cell.precision, method.device):
         method.calibrate(splits.val)
     return train_log, reused
+
+
+def checkpoint_path(method: AnomalyMethod, cell: Cell, checkpoints: CheckpointStore) -> Path:
+    """Where the cell's trained state lives: keyed on the data, the method's training identity (its whole
+    config unless it declares less), the budget, the seed and the precision."""
+    identity = method.training_identity() or {"method": cell.spec.as_dict()}
+    training = {"pre": cell.preprocess_hash, "data": cell.data_hash, "identity": identity}
+    training_hash = stable_hash(training | {"budget": vars(cell.spec.budget)} | precision_identity(cell.precision))
+    return checkpoints.path(cell.dataset, cell.modality, cell.seed, training_hash)
 
 
 def record_run(store: ResultsStore, cfg: DictConfig) -> None:

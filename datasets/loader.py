@@ -286,8 +286,13 @@ def _preprocess_job(config: DatasetConfig, files: SubjectFiles, sets: Sequence[s
 def load_workers(config: DatasetConfig, n_subjects: int) -> int:
     """Subjects pre-processed concurrently: ``config.load_workers``, else the CPUs this process may use (its
     affinity: a cluster job's share, not the node's) capped at :data:`MAX_WORKERS`; never more than subjects."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(config.load_workers or min(MAX_WORKERS, available), n_subjects))
+    return max(1, min(config.load_workers or min(MAX_WORKERS, usable_cpus()), n_subjects))
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (a cluster job's share, not the node's) where the OS
+    tells it, else the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _pool(config: DatasetConfig, workers: int) -> Executor:

@@ -345,7 +345,8 @@ def _time_section(rows: pd.DataFrame, out_dir: Path) -> list[str]:
         "",
         f"Wall seconds per stage of each cell (device-synchronised); data preparation of the run(s): {data:.1f} s "
         "(generation, reading and pre-processing, or the slice cache). train = fitting (or loading a checkpoint); "
-        "predict_<set> = inference on that set (predict_slab: the test slab's slices outside the test slices).",
+        "predict_<set> = inference on that set (predict_slab: the test slab's slices outside the test slices). "
+        + time_breakdown.parallelism(rows),
         "",
         frame_markdown(table),
         _links("time_breakdown", ("csv",)),

@@ -47,3 +47,23 @@ def data_seconds(rows: pd.DataFrame) -> float:
         return float("nan")
     per_run = rows.dropna(subset=[column]).drop_duplicates("cell")
     return float(per_run[column].drop_duplicates().sum()) if len(per_run) else float("nan")
+
+
+def parallelism(rows: pd.DataFrame) -> str:
+    """A sentence on how the cells ran (row fields ``cell_workers``, ``torch_threads``), empty if unrecorded: with
+    several workers the cells' seconds overlap and add up to more than the wall time."""
+    if "cell_workers" not in rows or "torch_threads" not in rows:
+        return ""
+    cells = rows.dropna(subset=["cell_workers", "torch_threads"]).drop_duplicates("cell")
+    if cells.empty:
+        return ""
+    workers = sorted({int(w) for w in cells["cell_workers"]})
+    threads = sorted({int(t) for t in cells["torch_threads"]})
+    counts = "/".join(map(str, workers))
+    threads_text = f"{'/'.join(map(str, threads))} torch thread{'s' if threads != [1] else ''} each"
+    if workers == [1]:
+        return f"Cells ran one after another ({threads_text})."
+    return (
+        f"Cells ran side by side in {counts} worker processes ({threads_text}): their seconds overlap, so the "
+        "totals exceed the run's wall time."
+    )

@@ -16,9 +16,10 @@ METHOD_CONFIG_DIR = Path(CONFIG_DIR) / "method"
 
 def tiny_overrides(out: Path, data_dir: Path) -> list[str]:
     """Outputs in ``out``, data and slice cache in the session-wide ``data_dir`` (generated once), 6 synthetic
-    lesion subjects and 1 healthy one at 32 px, no progress bars and 50 bootstrap resamples (CI widths are not
-    under test there; 1000 resamples cost about a second a cell): as command-line overrides, so that a
-    ``python -m benchmark`` subprocess reads the same data and cache as :func:`compose_tiny`."""
+    lesion subjects and 1 healthy one at 32 px, no progress bars, cells in the test's own process (``workers=1``)
+    and 50 bootstrap resamples (CI widths are not under test there; 1000 resamples cost about a second a cell):
+    as command-line overrides, so that a ``python -m benchmark`` subprocess reads the same data and cache as
+    :func:`compose_tiny`."""
     return [
         f"paths.output={out}",
         f"paths.data={data_dir}",
@@ -29,6 +30,7 @@ def tiny_overrides(out: Path, data_dir: Path) -> list[str]:
         "dataset.image_size=32",
         "dataset.split_fractions=[0.5,0.17,0.33]",
         "progress=false",
+        "workers=1",
     ]
 
 

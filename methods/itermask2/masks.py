@@ -72,6 +72,15 @@ def _randint(low: torch.Tensor, high: torch.Tensor, g: torch.Generator) -> torch
     return (lo + torch.rand(lo.shape, generator=g, device=lo.device) * (hi - lo)).floor().long().clamp_min(0)
 
 
+def draw_one_index(weights: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """One index per row of ``weights [B, N]`` (non-negative, each row with a positive entry), drawn ∝ the row:
+    the distribution of ``torch.multinomial(weights, 1)``, by inverting the cumulative sum. torch's one-sample
+    path draws an exponential variate per entry instead (11.7 ms vs < 1 ms for 8 rows of 240², 2 CPU cores)."""
+    cdf = weights.double().cumsum(1)
+    u = torch.rand(weights.shape[0], 1, generator=g, device=weights.device, dtype=torch.float64) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True)[:, 0].clamp_max(weights.shape[1] - 1)
+
+
 def _gaussian_weights(
     region: torch.Tensor, config: MaskConfig, g: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +97,7 @@ def _gaussian_weights(
     step = torch.where(narrow, config.grid_step_narrow, config.grid_step_wide)
     cov = torch.stack([c11, c12, c22], dim=1) / step[:, None] ** 2
     det = (cov[:, 0] * cov[:, 2] - cov[:, 1] ** 2).clamp_min(1e-6 * cov[:, 0] * cov[:, 2])
-    centre = torch.multinomial(region.flatten(1).float(), 1, generator=g)[:, 0]
+    centre = draw_one_index(region.flatten(1).float(), g)
     cy, cx = (centre // r).float(), (centre % r).float()
     coords = torch.arange(r, device=device, dtype=torch.float32)
     dy = coords[None, :, None] - cy[:, None, None]

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from methods.nets.dropout import Dropout
+
 NormKind = Literal["batch", "group"]
 
 
@@ -107,7 +109,7 @@ class ResBlock(nn.Module):
         self.out_layers = nn.Sequential(
             _norm(norm, out_channels),
             nn.SiLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),  # nn.Dropout's layer, cheaper mask on the CPU (methods/nets/dropout.py)
             _zero(nn.Conv2d(out_channels, out_channels, 3, padding=1)),
         )
         self.skip = nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)

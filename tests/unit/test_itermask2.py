@@ -17,7 +17,13 @@ from methods.itermask2 import LAYOUTS, IterMask2
 from methods.itermask2.figures import shrinking_figure
 from methods.itermask2.frequency import high_pass, low_band, scaled_radius
 from methods.itermask2.inference import RefinementConfig, first_step_mask, iterative_refinement, pooled_tau
-from methods.itermask2.masks import MaskConfig, masked_fraction, random_training_masks, sample_corners
+from methods.itermask2.masks import (
+    MaskConfig,
+    draw_one_index,
+    masked_fraction,
+    random_training_masks,
+    sample_corners,
+)
 from methods.nets.unet import UNetConfig
 from tests.toy_data import toy_splits
 
@@ -130,6 +136,23 @@ def test_joint_corners_stay_in_the_brain_and_independent_ones_need_not() -> None
     independent = sample_corners(weights, 500, side, "independent", torch.Generator().manual_seed(0))
     assert brain.flatten()[joint].all()
     assert brain.flatten()[independent].float().mean() < 0.5
+
+
+def test_draw_one_index_follows_the_weights_and_never_picks_a_zero_weight() -> None:
+    """The Gaussian centre's inverse-CDF draw (``masks.draw_one_index``) has ``torch.multinomial(weights, 1)``'s
+    distribution: frequencies within 5 binomial SDs of the normalised weights, zero-weight entries never drawn
+    (also at the row's ends), one draw per row."""
+    weights = torch.zeros(2, 12)
+    weights[0, [0, 5, 11]] = torch.tensor([1.0, 2.0, 5.0])
+    weights[1, 11] = 1.0  # all mass on the last entry
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    draws = draw_one_index(weights.repeat(n, 1), g).view(n, 2)  # n independent draws per row
+    frequencies = torch.bincount(draws[:, 0], minlength=12).double() / n
+    expected = (weights[0] / weights[0].sum()).double()
+    sd = (expected * (1 - expected) / n).sqrt()
+    assert ((frequencies - expected).abs() <= 5 * sd + 1e-12).all()
+    assert (draws[:, 1] == 11).all()
 
 
 # ----------------------------------------------------------------------------------------------- inference
