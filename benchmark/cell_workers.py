@@ -2,9 +2,9 @@
 
 Small networks on a few CPU cores use them better as several single-threaded processes than as one process
 with several threads: on 2 cores, an IterMask² training step took 472 ms with 2 threads and 720 ms with 1,
-while two 1-thread processes ran at 720 ms each at the same time (1.31x the throughput; README, "Speed").
-So on a CPU the default (``workers: auto``) runs cells in up to :data:`MAX_AUTO_WORKERS` processes; on a GPU
-it runs them in this process, one after another.
+while two 1-thread processes ran at 720 ms each at the same time (1.31x the throughput; README, "Parallel /
+cluster runs"). So on a CPU the default (``workers: auto``) runs cells in up to :data:`MAX_AUTO_WORKERS`
+processes; on a GPU it runs them in this process, one after another.
 
 A cell is the unit of work, as in a serial run: the worker that takes it trains or reloads, calibrates,
 predicts, evaluates and writes its rows (atomically), so a crash or Ctrl-C loses only unfinished cells and a
