@@ -242,7 +242,7 @@ def run_experiment_cells(cfg: DictConfig) -> tuple[ResultsStore, list[str]]:
             log.info("retrain=true: re-running finished cell %s", cell.key)
         pending.append(cell)
     workers = cfg.get("workers", "auto")
-    if worker_plan(workers, setup.device, len(pending)).workers > 1:  # (methods are built to group the cells)
+    if worker_plan(workers, setup.device, len(pending)).workers > 1:  # grouping builds every cell's method
         tasks = group_by_checkpoint(pending, lambda cell: _checkpoint_of(cell, setup, options))
     else:
         tasks = [pending]

@@ -82,3 +82,14 @@ def test_diagnosis_command_writes_its_report(tmp_path, shared_data_dir) -> None:
     (record,) = records.values()
     assert record["train_steps"] == 3 and len(record["maps"]) == 2 and record["trajectory"]
     assert record["method_label"] == "IterMask²" and record["markdown"] in text
+
+    # compute.precision picks the cell and its checkpoint, as in the comparison: bf16 trains its own
+    bf16 = compose_tiny(
+        tmp_path, shared_data_dir, "experiment.only_methods=[itermask2]", "experiment.modalities=[t1]",
+        "methods.itermask2.train.steps=3", "methods.itermask2.train.val_every=3", "compute.precision=bf16",
+    )  # fmt: skip
+    run_diagnosis(bf16)
+    (bf16_key,) = json.loads((report / "diagnosis.json").read_text())
+    (fp32_key,) = records
+    assert bf16_key != fp32_key
+    assert len(list((tmp_path / "checkpoints").rglob("*.pt"))) == 2

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from benchmark.stage_times import StageTimes, stage_column
-from reports.time_breakdown import data_seconds, stage_names, time_breakdown
+from reports.time_breakdown import data_seconds, parallelism, stage_names, time_breakdown
 
 
 def test_stage_times_accumulate_per_stage(monkeypatch) -> None:
@@ -53,3 +53,20 @@ def test_time_breakdown_means_over_seeds_one_line_per_method_and_a_total() -> No
 def test_rows_without_stage_times_give_no_table() -> None:
     rows = pd.DataFrame([{"cell": "a", "status": "ok", "dataset": "d", "modality": "t1", "method_label": "AE"}])
     assert time_breakdown(rows).empty and math.isnan(data_seconds(rows))
+
+
+def test_parallelism_says_how_the_cells_ran() -> None:
+    serial = pd.DataFrame([_row("a0", "AE", 0, 1.0, 1.0, cell_workers=1, torch_threads=2)])
+    assert parallelism(serial) == "Cells ran one after another (2 torch threads each)."
+    side_by_side = pd.DataFrame(
+        [
+            _row("a0", "AE", 0, 1.0, 1.0, cell_workers=2, torch_threads=1),
+            _row("a0", "AE", 0, 1.0, 1.0, cell_workers=2, torch_threads=1, protocol="q"),
+            _row("b0", "DAE", 0, 1.0, 1.0, cell_workers=2, torch_threads=1),
+        ]
+    )
+    assert parallelism(side_by_side) == (
+        "Cells ran side by side in 2 worker processes (1 torch thread each): their seconds overlap, so the "
+        "totals exceed the run's wall time."
+    )
+    assert parallelism(pd.DataFrame([_row("a0", "AE", 0, 1.0, 1.0)])) == ""  # rows from before the fields
