@@ -7,7 +7,8 @@ knowing the method: ``inference_stats`` (cost fields), ``human_ai_segmentation``
 protocol ``human_ai``) and ``diagnostic_figures`` (files under ``<paths.results>/figures/<cell>/``, which the
 report copies).
 Finished cells are skipped on rerun (``retrain=true`` runs them again). A cell's identity includes the data's
-content hash, so data changed in place make new cells and new training, never a stale row.
+content hash, so data changed in place make new cells and new training, never a stale row; it holds no path,
+so the same data at another path (another machine, a cluster node's scratch copy) resumes the same cells.
 """
 
 from __future__ import annotations

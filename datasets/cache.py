@@ -4,7 +4,10 @@ A cache file holds one slice set's :class:`~datasets.slices.SliceSet` (or an exp
 an optional set that has no slice), the :func:`content_hash` of all the dataset's slice sets, and a
 *source fingerprint*: the subjects of every split plus the relative path, size and modification time of
 every NIfTI file read, and :data:`CACHE_FORMAT`. A file whose fingerprint differs (data replaced or
-regenerated in place, split changed, pre-processing code changed) is not used and gets rebuilt. Files
+regenerated in place, split changed, pre-processing code changed) is not used and gets rebuilt. The name holds
+no path, so a copy of data and cache that keeps file sizes and modification times (``rsync -a``, ``cp -p``) hits
+the cache at its new place; two different data sets of one name and configuration in one cache folder would
+rebuild each other's files (give each its own ``dataset.name`` or ``cache_dir``). Files
 are written to a temporary name and moved into place with ``os.replace``, so a crash never leaves a
 half-written cache.
 """

@@ -8,12 +8,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from datasets.errors import DatasetError
+
 Layout = Literal["brats", "brats2023", "atlas", "isles"]
 OrientationMode = Literal["reorient", "error"]
 LoadPool = Literal["thread", "process"]
 LabelMap = tuple[tuple[int, int], ...]
 """``DatasetConfig.label_map``: (raw value, new value) pairs, any order (a dict would make the frozen config
 unhashable)."""
+SPLIT_FILE_FORMAT = '{"train": [...], "val": [...], "test": [...]} of subject ids'
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,8 @@ class DatasetConfig:
         layout: on-disk layout / loader: ``brats`` (BraTS 2021), ``brats2023`` (BraTS 2023/2024 naming,
             GLI / MET / MEN / PED / SSA), ``atlas`` (ATLAS v2.0),
             ``isles`` (ISLES 2015 SISS).
-        root: dataset directory given by the user (or written by the synthetic generator).
+        root: dataset directory given by the user (or written by the synthetic generator). Not in
+            :meth:`preprocess_hash`: results, checkpoints and caches follow the data, not its path.
         modalities: channels to load, lower case; the first one defines the brain mask (> 0).
         image_size: slices are resized to ``image_size x image_size`` with area averaging.
         slice_range: axial indices ``[start, stop)`` of the raw array considered.
@@ -78,14 +82,19 @@ class DatasetConfig:
         return self.name or self.layout
 
     def preprocess_hash(self) -> str:
-        """Short hash of every field that changes the pre-processed slices (not paths to caches).
+        """Short hash of every field that changes the pre-processed slices (no path: not the data root, not caches).
 
-        ``eval_slice_step`` enters only when it thins the splits (> 1), ``test_only_subjects`` only when it names
-        a subject and ``label_map`` only when set, so caches, checkpoints and results written before those fields
-        existed keep their hash.
+        Where the data lives is not part of it, so the same release at two paths (another machine, a moved
+        folder, a per-job copy on a cluster node's scratch disk) gives the same hash, slice cache names and,
+        with the same content (:func:`datasets.cache.content_hash`), the same cell keys. A split file enters by
+        its content (the subject ids of each split), not its path. ``eval_slice_step`` enters only when it thins
+        the splits (> 1), ``test_only_subjects`` only when it names a subject and ``label_map`` only when set.
+
+        Raises:
+            DatasetError: ``split_file`` cannot be read as ``{"train": [...], "val": [...], "test": [...]}``.
         """
         payload = asdict(self)
-        for unused in ("cache_dir", "name", "orientation", "load_workers", "load_pool"):
+        for unused in ("root", "cache_dir", "name", "orientation", "load_workers", "load_pool"):
             payload.pop(unused)
         if self.eval_slice_step == 1:
             payload.pop("eval_slice_step")
@@ -95,7 +104,20 @@ class DatasetConfig:
             payload["label_map"] = sorted(([str(raw), str(new)] for raw, new in self.label_map))
         else:
             payload.pop("label_map")
-        payload["root"] = str(Path(self.root).resolve())
-        payload["split_file"] = str(self.split_file) if self.split_file else None
+        payload["split_file"] = split_file_content(Path(self.split_file)) if self.split_file else None
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def split_file_content(path: Path) -> dict[str, list[str]]:
+    """A split file's subject ids per split, each list sorted (what :meth:`DatasetConfig.preprocess_hash` hashes:
+    reformatting or reordering the file keeps the hash). The loader checks the ids against the data."""
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not all(isinstance(ids, list) for ids in data.values()):
+            raise TypeError("not a mapping of lists")
+        return {str(name): sorted(map(str, ids)) for name, ids in data.items()}
+    except (OSError, ValueError, TypeError) as error:
+        raise DatasetError(
+            f"split file {path} unreadable ({error}); expected a JSON file {SPLIT_FILE_FORMAT}"
+        ) from None

@@ -11,12 +11,11 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets.config import DatasetConfig
+from datasets.config import SPLIT_FILE_FORMAT, DatasetConfig
 from datasets.errors import DatasetError
 from datasets.layouts import natural_key
 
 SPLIT_NAMES = ("train", "val", "test")
-SPLIT_FILE_FORMAT = '{"train": [...], "val": [...], "test": [...]} of subject ids'
 
 
 def assign_subjects(subjects: Sequence[str], config: DatasetConfig) -> dict[str, list[str]]:

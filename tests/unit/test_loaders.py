@@ -238,11 +238,50 @@ def test_eval_slice_step_thins_val_and_test_but_not_train(brats, tmp_path) -> No
         load_splits(make_config("brats", root, tmp_path / "c", eval_slice_step=0), progress=False)
 
 
-def test_eval_slice_step_one_keeps_the_hash_from_before_the_field_existed() -> None:
+def test_eval_slice_step_one_adds_nothing_to_the_hash() -> None:
     config = DatasetConfig(layout="brats", root=Path("/nonexistent/brats"), modalities=("flair", "t1"), image_size=64,
                            test_slices="all")  # fmt: skip
-    assert config.preprocess_hash() == "2988eb580ae2"  # computed with the code before eval_slice_step (db99129)
-    assert DatasetConfig(**{**vars(config), "eval_slice_step": 2}).preprocess_hash() != "2988eb580ae2"
+    assert DatasetConfig(**{**vars(config), "eval_slice_step": 1}).preprocess_hash() == config.preprocess_hash()
+    assert DatasetConfig(**{**vars(config), "eval_slice_step": 2}).preprocess_hash() != config.preprocess_hash()
+
+
+def test_preprocess_hash_holds_no_path_and_a_split_file_by_its_content(tmp_path) -> None:
+    config = DatasetConfig(layout="brats", root=Path("/data/brats"), modalities=("flair",), image_size=64)
+    moved = DatasetConfig(**{**vars(config), "root": tmp_path / "elsewhere", "cache_dir": tmp_path / "cache"})
+    assert moved.preprocess_hash() == config.preprocess_hash()
+    assert DatasetConfig(**{**vars(config), "image_size": 32}).preprocess_hash() != config.preprocess_hash()
+
+    split = {"train": ["b", "a"], "val": ["c"], "test": ["d"]}
+    (tmp_path / "one.json").write_text(json.dumps(split))
+    (tmp_path / "two.json").write_text(json.dumps({"test": ["d"], "val": ["c"], "train": ["a", "b"]}, indent=2))
+    (tmp_path / "other.json").write_text(json.dumps(split | {"val": ["d"], "test": ["c"]}))
+    hashes = {
+        name: DatasetConfig(**{**vars(config), "split_file": tmp_path / name}).preprocess_hash()
+        for name in ("one.json", "two.json", "other.json")
+    }
+    assert hashes["one.json"] == hashes["two.json"]  # same subjects per split, other path, order and format
+    assert hashes["other.json"] != hashes["one.json"] != config.preprocess_hash()
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(DatasetError, match="bad.json"):
+        DatasetConfig(**{**vars(config), "split_file": tmp_path / "bad.json"}).preprocess_hash()
+
+
+def test_data_and_cache_copied_elsewhere_load_from_the_cache_with_the_same_identity(tmp_path, monkeypatch) -> None:
+    root = tmp_path / "data"
+    write_brats(root, n=3)
+    config = make_config("brats", root, tmp_path, split_fractions=(0.34, 0.33, 0.33))
+    first = load_splits(config, progress=False)
+    shutil.copytree(root, tmp_path / "node" / "data")  # copy2: sizes and modification times kept (rsync -a)
+    shutil.copytree(tmp_path / "cache", tmp_path / "node" / "cache")
+    moved = make_config("brats", tmp_path / "node" / "data", tmp_path / "node", split_fractions=(0.34, 0.33, 0.33))
+
+    reads = []
+    real_read = datasets.loader.read_volume
+    monkeypatch.setattr(datasets.loader, "read_volume", lambda path: reads.append(path) or real_read(path))
+    second = load_splits(moved, progress=False)
+    assert reads == []  # the copied cache was used
+    assert (second.preprocess_hash, second.data_hash) == (first.preprocess_hash, first.data_hash)
+    assert torch.equal(second.test.images, first.test.images)
 
 
 def test_split_file_and_max_subjects(brats, tmp_path) -> None:
