@@ -9,6 +9,10 @@ side, after warm-up (medians over repeats):
 * **train step**: ms per optimiser step of the method's own ``fit`` (``(fit(1 + k) - fit(1)) / k``, as
   ``experiment=timing``) and its floor ``FLOPs(step) / throughput``, with the step's FLOPs (forward and
   backward) counted by ``torch.utils.flop_counter`` on real fits by the same difference.
+* **where the step goes** (CPU): the profiler's self time of the convolution kernels and of everything else per
+  step, and the convolutions' own ratio to the floor of their FLOPs (``train_conv_ratio``): how much of the
+  step's gap is the kernels themselves (small channel counts run below the best shape's throughput) and how much
+  the memory-bound rest.
 * **inference**: ms per slice of ``predict`` at the eval batch, after a short fit and ``calibrate``, and its
   bound: every network call that ``predict`` makes, costed at the measured batched forward time of that
   network at the full eval batch (``NFE x batched forward time``; calls on fewer images scale linearly).
@@ -25,12 +29,14 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
@@ -62,17 +68,61 @@ def conv_throughput(device: torch.device, timer: Timer, repeats: int) -> dict[st
     return result
 
 
-def train_step_flops(make: Callable[[], AnomalyMethod], spec: MethodSpec, splits: Splits, val: SliceSet, k: int) -> int:
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs of one optimiser step (forward and backward): all counted operators and the convolutions among them."""
+
+    total: int
+    convolution: int
+
+
+def is_convolution(op_name: str) -> bool:
+    """Whether an operator (``aten.convolution_backward`` of the FLOP counter, ``aten::mkldnn_convolution`` or
+    ``aten::_slow_conv2d_forward`` of the profiler) is a convolution kernel."""
+    return "conv" in op_name
+
+
+def _fit_steps(make: Callable[[], AnomalyMethod], spec: MethodSpec, splits: Splits, val: SliceSet, steps: int) -> None:
+    method = make()
+    method.fit(splits.train, val, dataclasses.replace(spec.budget, steps=steps, val_every=steps, patience=None))
+
+
+def train_step_flops(
+    make: Callable[[], AnomalyMethod], spec: MethodSpec, splits: Splits, val: SliceSet, k: int
+) -> StepFlops:
     """FLOPs of one optimiser step of ``fit`` on fresh instances: ``(FLOPs(fit(1 + k)) - FLOPs(fit(1))) / k``."""
 
-    def flops(steps: int) -> int:
-        method = make()
-        budget = dataclasses.replace(spec.budget, steps=steps, val_every=steps, patience=None)
+    def flops(steps: int) -> tuple[int, int]:
         with FlopCounterMode(display=False) as counter:
-            method.fit(splits.train, val, budget)
-        return int(counter.get_total_flops())
+            _fit_steps(make, spec, splits, val, steps)
+        by_op = counter.get_flop_counts().get("Global", {})
+        return int(counter.get_total_flops()), sum(int(n) for op, n in by_op.items() if is_convolution(str(op)))
 
-    return (flops(1 + k) - flops(1)) // k
+    (long_total, long_conv), (short_total, short_conv) = flops(1 + k), flops(1)
+    return StepFlops((long_total - short_total) // k, (long_conv - short_conv) // k)
+
+
+def train_step_kernel_ms(
+    make: Callable[[], AnomalyMethod], spec: MethodSpec, splits: Splits, val: SliceSet, k: int
+) -> tuple[float, float]:
+    """``(convolution ms, other ms)`` per optimiser step on the CPU: the profiler's self CPU time of the
+    convolution kernels and of every other operator, ``(fit(1 + k) - fit(1)) / k``. It says how far the
+    convolutions alone are from their floor and what the rest (normalisation, activations, dropout, optimiser,
+    Python) costs; the profiler's per-operator overhead inflates the many small operators a little."""
+
+    def kernel_us(steps: int) -> tuple[float, float]:
+        with profile(activities=[ProfilerActivity.CPU]) as profiler:
+            _fit_steps(make, spec, splits, val, steps)
+        conv = other = 0.0
+        for event in profiler.key_averages():
+            if is_convolution(event.key):
+                conv += event.self_cpu_time_total
+            else:
+                other += event.self_cpu_time_total
+        return conv, other
+
+    (long_conv, long_other), (short_conv, short_other) = kernel_us(1 + k), kernel_us(1)
+    return (long_conv - short_conv) / k / 1000, (long_other - short_other) / k / 1000
 
 
 class CallRecorder:
@@ -150,7 +200,11 @@ def measure_method(
     gflops = max(throughput.values())
     step = time_train_step(make, splits, spec.budget, timer, options).scaled(1000.0)
     step_flops = train_step_flops(make, spec, splits, val, args.k)
-    floor_ms = step_flops / (gflops * 1e9) * 1000
+    floor_ms = step_flops.total / (gflops * 1e9) * 1000
+    conv_floor_ms = step_flops.convolution / (gflops * 1e9) * 1000
+    conv_ms, other_ms = (
+        train_step_kernel_ms(make, spec, splits, val, args.k) if context.device.type == "cpu" else (None, None)
+    )
     method = make()
     short = dataclasses.replace(spec.budget, steps=args.infer_train_steps, patience=None)
     method.fit(splits.train, splits.val, short)
@@ -168,9 +222,14 @@ def measure_method(
         "train_batch_size": spec.budget.batch_size,
         "train_step_ms": step.median,
         "train_step_ms_iqr": step.iqr,
-        "train_step_gflop": step_flops / 1e9,
+        "train_step_gflop": step_flops.total / 1e9,
         "train_floor_ms": floor_ms,
         "train_ratio": step.median / floor_ms if floor_ms > 0 else float("nan"),
+        "train_conv_gflop": step_flops.convolution / 1e9,
+        "train_conv_floor_ms": conv_floor_ms,
+        "train_conv_ms_profiled": conv_ms,
+        "train_other_ms_profiled": other_ms,
+        "train_conv_ratio": conv_ms / conv_floor_ms if conv_ms is not None and conv_floor_ms > 0 else None,
         "eval_batch_size": len(batch),
         "inference_ms_per_slice": infer.median,
         "inference_ms_per_slice_iqr": infer.iqr,

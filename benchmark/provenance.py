@@ -71,10 +71,34 @@ def stable_hash(payload: Any, length: int = 12) -> str:
 
 
 def device_name(device: torch.device) -> str:
-    """Human-readable device, e.g. ``NVIDIA H100 80GB HBM3`` or ``cpu (x86_64, 2 threads)``."""
+    """Human-readable device, e.g. ``NVIDIA H100 80GB HBM3`` or
+    ``cpu (AMD EPYC, family 26 model 2, AVX512, x86_64, 2 threads)``."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_description()}, {platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@lru_cache(maxsize=1)
+def cpu_description() -> str:
+    """The CPU model and the vector instruction set torch's CPU kernels use (``AVX512``, ``AVX2``, ...).
+
+    Why: CPU results are bit-reproducible on one kind of CPU only. torch and oneDNN pick kernels by instruction set
+    and CPU, and other kernels round differently, so a trained network, and a single seed's Dice, differ in the
+    last digits between CPU kinds; the device field says which kind a row came from.
+    """
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if not key.strip():  # the first processor's block ends here
+                break
+    except OSError:  # not Linux
+        pass
+    model = fields.get("model name") or platform.processor() or "unknown CPU"
+    if "cpu family" in fields and "model" in fields:
+        model += f", family {fields['cpu family']} model {fields['model']}"
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def environment() -> dict[str, str]:

@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.bench_floor import inference_bound
-from datasets.slices import SliceSet
+from benchmark.bench_floor import inference_bound, is_convolution, train_step_flops, train_step_kernel_ms
+from benchmark.config import MethodSpec
+from datasets.slices import SliceSet, Splits
 from methods.base import AnomalyMethod, MethodContext, MethodOutput, TrainBudget, TrainLog
 from methods.dae import roll_per_image
 from methods.measure import Timer
-from methods.training import _prefer_foreach, _state_copy, train_networks
+from methods.training import _prefer_fast_update, _state_copy, train_networks
 from tests.toy_data import toy_slices
 
 
@@ -39,14 +40,20 @@ def test_state_copy_does_not_follow_later_updates() -> None:
     assert not torch.equal(copy["0.weight"], net[0].weight)
 
 
-def test_prefer_foreach_only_where_the_optimiser_left_it_open() -> None:
+def test_prefer_fast_update_only_where_the_optimiser_left_it_open() -> None:
     params = [nn.Parameter(torch.zeros(2))]
-    open_choice = torch.optim.Adam(params)
+    open_choice = torch.optim.AdamW(params)
     explicit_loop = torch.optim.Adam(params, foreach=False)
-    for optimizer in (open_choice, explicit_loop):
-        _prefer_foreach(optimizer)
-    assert open_choice.param_groups[0]["foreach"] is True
-    assert explicit_loop.param_groups[0]["foreach"] is False
+    explicit_foreach = torch.optim.Adam(params, foreach=True)
+    no_fused_kernel = torch.optim.RMSprop(params)
+    integer = torch.optim.Adam([nn.Parameter(torch.zeros(2, dtype=torch.int32), requires_grad=False)])
+    for optimizer in (open_choice, explicit_loop, explicit_foreach, no_fused_kernel, integer):
+        _prefer_fast_update(optimizer)
+    assert open_choice.param_groups[0]["fused"] is True and open_choice.param_groups[0]["foreach"] is None
+    assert explicit_loop.param_groups[0]["foreach"] is False and not explicit_loop.param_groups[0]["fused"]
+    assert explicit_foreach.param_groups[0]["foreach"] is True and not explicit_foreach.param_groups[0]["fused"]
+    assert no_fused_kernel.param_groups[0]["foreach"] is True
+    assert integer.param_groups[0]["foreach"] is True and not integer.param_groups[0]["fused"]  # no fused integer update
 
 
 def _tiny_fit(foreach: bool | None) -> list[dict[str, float]]:
@@ -65,8 +72,9 @@ def _tiny_fit(foreach: bool | None) -> list[dict[str, float]]:
     return train_networks([net], loss, train, val, budget, optimizer, seed=3, progress=False).history
 
 
-def test_foreach_update_gives_the_losses_of_the_per_parameter_loop() -> None:
-    """Same seeds, same batches: the multi-tensor AdamW differs from the loop only by float rounding."""
+def test_fused_update_gives_the_losses_of_the_per_parameter_loop() -> None:
+    """Same seeds, same batches: the fused AdamW (the default, ``foreach=None``) differs from the loop only by
+    float rounding."""
     loop, default = _tiny_fit(foreach=False), _tiny_fit(foreach=None)
     assert [r["step"] for r in loop] == [2, 4, 6]
     for a, b in zip(loop, default):
@@ -109,3 +117,58 @@ def test_inference_bound_costs_each_call_at_the_full_batch_rate() -> None:
     assert set(forward_ms) == {0}
     assert bound_ms == pytest.approx(forward_ms[0] * 1.5 / 8)
     assert method.net._forward_pre_hooks == {}  # the recorder's hooks are gone
+
+
+class _ConvThenLinear(AnomalyMethod):
+    """fit: ``budget.steps`` SGD steps of a 1 -> 1 channel 3x3 convolution followed by a ``[H*W, 1]`` matmul."""
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__(context)
+        self.conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        self.head = nn.Parameter(torch.zeros(context.image_size**2, 1))
+
+    def networks(self) -> list[nn.Module]:
+        return [self.conv]
+
+    def fit(self, train: SliceSet, val: SliceSet, budget: TrainBudget) -> TrainLog:
+        optimizer = torch.optim.SGD([*self.conv.parameters(), self.head], lr=1e-3)
+        for _ in range(budget.steps):
+            x = train.subset(slice(0, budget.batch_size)).channel("flair")[:, None]
+            loss = (self.conv(x).flatten(1) @ self.head).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return TrainLog(steps=budget.steps)
+
+    def predict(self, batch: SliceSet) -> MethodOutput:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def test_train_step_flops_split_the_convolutions_from_the_rest_as_counted_by_hand() -> None:
+    b, side = 4, 16
+    slices = toy_slices(8, size=side)
+    splits = Splits(train=slices, val=slices, test=slices, name="toy", preprocess_hash="")
+    spec = MethodSpec("toy", "toy", {}, TrainBudget(steps=1, batch_size=b, lr=1e-3, val_every=1))
+    make = lambda: _ConvThenLinear(MethodContext("flair", side, torch.device("cpu"), 0))  # noqa: E731
+    flops = train_step_flops(make, spec, splits, slices, k=2)
+    pixels = b * side * side
+    conv = 2 * pixels * 9 * 2  # forward + weight gradient (the input needs none): 9 multiply-adds per pixel each
+    matmul = 2 * pixels * 3  # forward, gradient of the head, gradient of the convolution's output
+    assert (flops.convolution, flops.total) == (conv, conv + matmul)
+    conv_ms, other_ms = train_step_kernel_ms(make, spec, splits, slices, k=2)
+    assert conv_ms > 0 and other_ms > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("aten::mkldnn_convolution", True), ("aten.convolution_backward", True), ("aten::_slow_conv2d_forward", True),
+     ("aten::mm", False), ("aten::native_batch_norm", False), ("Optimizer.step#AdamW.step", False)],
+)  # fmt: skip
+def test_is_convolution(name: str, expected: bool) -> None:
+    assert is_convolution(name) is expected

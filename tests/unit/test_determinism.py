@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import random
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark import provenance
 from benchmark.provenance import CUBLAS_WORKSPACE, seed_everything, set_deterministic
 
 
@@ -57,3 +60,22 @@ def test_the_switch_draws_nothing_from_the_seeded_streams(enabled) -> None:
     set_deterministic(enabled)
     assert (random.random(), np.random.rand()) == expected[:2]
     assert torch.equal(torch.rand(3), expected[2])
+
+
+def test_cpu_device_name_says_which_cpu_and_instruction_set(monkeypatch) -> None:
+    """CPU numbers are reproducible per kind of CPU only: the device field names the model and torch's ISA."""
+    provenance.cpu_description.cache_clear()
+    name = provenance.device_name(torch.device("cpu"))
+    assert torch.backends.cpu.get_cpu_capability() in name
+    assert name.endswith(f"{torch.get_num_threads()} threads)")
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        first = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        if first:
+            assert first.group(1).strip() in name
+    monkeypatch.setattr(provenance, "Path", lambda _: Path("/nonexistent/cpuinfo"))
+    provenance.cpu_description.cache_clear()
+    try:
+        assert torch.backends.cpu.get_cpu_capability() in provenance.cpu_description()  # no /proc: still an answer
+    finally:
+        provenance.cpu_description.cache_clear()
