@@ -82,6 +82,17 @@ def is_convolution(op_name: str) -> bool:
     return "conv" in op_name
 
 
+def convolution_split_us(profiler: profile) -> tuple[float, float]:
+    """``(convolution µs, other µs)``: self CPU time of a profile's operators, split by :func:`is_convolution`."""
+    conv = other = 0.0
+    for event in profiler.key_averages():
+        if is_convolution(event.key):
+            conv += event.self_cpu_time_total
+        else:
+            other += event.self_cpu_time_total
+    return conv, other
+
+
 def _fit_steps(make: Callable[[], AnomalyMethod], spec: MethodSpec, splits: Splits, val: SliceSet, steps: int) -> None:
     method = make()
     method.fit(splits.train, val, dataclasses.replace(spec.budget, steps=steps, val_every=steps, patience=None))
@@ -113,13 +124,7 @@ def train_step_kernel_ms(
     def kernel_us(steps: int) -> tuple[float, float]:
         with profile(activities=[ProfilerActivity.CPU]) as profiler:
             _fit_steps(make, spec, splits, val, steps)
-        conv = other = 0.0
-        for event in profiler.key_averages():
-            if is_convolution(event.key):
-                conv += event.self_cpu_time_total
-            else:
-                other += event.self_cpu_time_total
-        return conv, other
+        return convolution_split_us(profiler)
 
     (long_conv, long_other), (short_conv, short_other) = kernel_us(1 + k), kernel_us(1)
     return (long_conv - short_conv) / k / 1000, (long_other - short_other) / k / 1000

@@ -75,7 +75,8 @@ def device_name(device: torch.device) -> str:
     ``cpu (AMD EPYC, family 26 model 2, AVX512, x86_64, 2 threads)``."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({cpu_description()}, {platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"cpu ({cpu_description()}, {platform.machine()}, {threads} thread{'' if threads == 1 else 's'})"
 
 
 @lru_cache(maxsize=1)

@@ -67,7 +67,10 @@ def test_cpu_device_name_says_which_cpu_and_instruction_set(monkeypatch) -> None
     provenance.cpu_description.cache_clear()
     name = provenance.device_name(torch.device("cpu"))
     assert torch.backends.cpu.get_cpu_capability() in name
-    assert name.endswith(f"{torch.get_num_threads()} threads)")
+    for threads, ending in ((1, ", 1 thread)"), (2, ", 2 threads)")):
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)
+        assert provenance.device_name(torch.device("cpu")).endswith(ending)
+    monkeypatch.undo()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         first = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
