@@ -90,10 +90,10 @@ def cpu_description() -> str:
     fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
-            if not key.strip():  # the first processor's block ends here
+            if not line.strip():  # the first processor's block ends here
                 break
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     except OSError:  # not Linux
         pass
     model = fields.get("model name") or platform.processor() or "unknown CPU"

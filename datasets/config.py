@@ -109,15 +109,20 @@ class DatasetConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def load_split_json(path: Path) -> object:
+    """A split file's parsed JSON; :class:`DatasetError` naming the file when it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"split file {path} does not exist; expected a JSON file {SPLIT_FILE_FORMAT}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"split file {path} is not valid JSON ({error}); expected {SPLIT_FILE_FORMAT}") from None
+
+
 def split_file_content(path: Path) -> dict[str, list[str]]:
     """A split file's subject ids per split, each list sorted (what :meth:`DatasetConfig.preprocess_hash` hashes:
-    reformatting or reordering the file keeps the hash). The loader checks the ids against the data."""
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not all(isinstance(ids, list) for ids in data.values()):
-            raise TypeError("not a mapping of lists")
-        return {str(name): sorted(map(str, ids)) for name, ids in data.items()}
-    except (OSError, ValueError, TypeError) as error:
-        raise DatasetError(
-            f"split file {path} unreadable ({error}); expected a JSON file {SPLIT_FILE_FORMAT}"
-        ) from None
+    reformatting or reordering the file keeps the hash). ``datasets.splits.read_split_file`` checks the rest."""
+    data = load_split_json(path)
+    if not isinstance(data, dict) or not all(isinstance(ids, list) for ids in data.values()):
+        raise DatasetError(f"split file {path} is not a mapping of id lists; expected {SPLIT_FILE_FORMAT}")
+    return {str(name): sorted(map(str, ids)) for name, ids in data.items()}

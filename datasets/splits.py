@@ -6,12 +6,11 @@ Splits are made of subjects, never of slices, so that no subject contributes to 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from datasets.config import SPLIT_FILE_FORMAT, DatasetConfig
+from datasets.config import SPLIT_FILE_FORMAT, DatasetConfig, load_split_json
 from datasets.errors import DatasetError
 from datasets.layouts import natural_key
 
@@ -102,12 +101,7 @@ def seeded_split(
 
 def read_split_file(path: Path, available: Sequence[str], where: str = "the dataset") -> dict[str, list[str]]:
     """Read and check a JSON split file against the subject ids found on disk."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatasetError(f"split file {path} does not exist; expected a JSON file {SPLIT_FILE_FORMAT}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DatasetError(f"split file {path} is not valid JSON ({error}); expected {SPLIT_FILE_FORMAT}") from None
+    data = load_split_json(path)
     if not isinstance(data, dict) or set(data) != set(SPLIT_NAMES):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise DatasetError(f"split file {path} has keys {keys}; expected exactly {SPLIT_FILE_FORMAT}")

@@ -27,7 +27,7 @@ from datasets.preprocess import (
     resize_area,
     select_slices,
 )
-from datasets.splits import seeded_split
+from datasets.splits import read_split_file, seeded_split
 from tests.nifti_fixtures import (
     ATLAS_AFFINE,
     BRATS_MODALITIES,
@@ -262,8 +262,13 @@ def test_preprocess_hash_holds_no_path_and_a_split_file_by_its_content(tmp_path)
     assert hashes["one.json"] == hashes["two.json"]  # same subjects per split, other path, order and format
     assert hashes["other.json"] != hashes["one.json"] != config.preprocess_hash()
     (tmp_path / "bad.json").write_text("[1, 2]")
-    with pytest.raises(DatasetError, match="bad.json"):
-        DatasetConfig(**{**vars(config), "split_file": tmp_path / "bad.json"}).preprocess_hash()
+    (tmp_path / "broken.json").write_text('{"train": [')
+    for name, message in (("bad.json", "not a mapping of id lists"), ("broken.json", "not valid JSON"),
+                          ("missing.json", "does not exist")):  # fmt: skip
+        with pytest.raises(DatasetError, match=f"{name}.* {message}"):
+            DatasetConfig(**{**vars(config), "split_file": tmp_path / name}).preprocess_hash()
+        with pytest.raises(DatasetError, match=f"{name}"):
+            read_split_file(tmp_path / name, ["a", "b", "c", "d"])
 
 
 def test_data_and_cache_copied_elsewhere_load_from_the_cache_with_the_same_identity(tmp_path, monkeypatch) -> None:
