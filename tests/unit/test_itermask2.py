@@ -19,6 +19,7 @@ from methods.itermask2.frequency import high_pass, low_band, scaled_radius
 from methods.itermask2.inference import RefinementConfig, first_step_mask, iterative_refinement, pooled_tau
 from methods.itermask2.masks import (
     MaskConfig,
+    covered_by_patches,
     draw_one_index,
     masked_fraction,
     random_training_masks,
@@ -136,6 +137,19 @@ def test_joint_corners_stay_in_the_brain_and_independent_ones_need_not() -> None
     independent = sample_corners(weights, 500, side, "independent", torch.Generator().manual_seed(0))
     assert brain.flatten()[joint].all()
     assert brain.flatten()[independent].float().mean() < 0.5
+
+
+def test_patch_coverage_is_the_union_of_the_clipped_squares_at_every_corner() -> None:
+    """Coverage from corner marks against painting each patch by hand (clipped at the image edge), with corners
+    at the edges and one side's patches overlapping another's."""
+    r, sides = 20, (2, 3, 5)
+    corner_marks = torch.rand(3, 3, r, r, generator=torch.Generator().manual_seed(0)) < 0.03
+    corner_marks[0, 2, r - 1, r - 1] = True  # a patch clipped to one pixel
+    corner_marks[1, 0, 0, :] = True  # a full first row of corners
+    expected = torch.zeros(3, r, r, dtype=torch.bool)
+    for b, j, i, c in corner_marks.nonzero().tolist():
+        expected[b, i : i + sides[j], c : c + sides[j]] = True
+    assert torch.equal(covered_by_patches(corner_marks, sides), expected)
 
 
 def test_draw_one_index_follows_the_weights_and_never_picks_a_zero_weight() -> None:
