@@ -41,9 +41,18 @@ class ComputeOptions:
                 "compile": compile_text}  # fmt: skip
 
 
-def precision_identity(precision: str) -> dict[str, str]:
-    """What ``precision`` adds to a cell's (and a checkpoint's) identity: nothing for fp32."""
-    return {} if precision == DEFAULT_PRECISION else {"precision": precision}
+LOW_PRECISION_REVISION = 2
+"""Revision of the low-precision training path, part of every non-fp32 cell's and checkpoint's identity. Revision 1
+(up to commit ad586bb) fitted under one autocast region whose bf16 weight copies were cast once and never refreshed
+(``methods.training``), so its bf16 networks did not learn: its cells and checkpoints must not be resumed."""
+
+
+def precision_identity(precision: str) -> dict[str, str | int]:
+    """What ``precision`` adds to a cell's (and a checkpoint's) identity: nothing for fp32 (its keys predate the
+    option), the precision and :data:`LOW_PRECISION_REVISION` otherwise."""
+    if precision == DEFAULT_PRECISION:
+        return {}
+    return {"precision": precision, "revision": LOW_PRECISION_REVISION}
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:

@@ -470,17 +470,17 @@ def write_cell(
         ignore_index=True,
     )
     arrays = {
-        "anomaly_maps": test_pred.anomaly_maps.numpy().astype(np.float16),
+        "anomaly_maps": float16_copy(test_pred.anomaly_maps.numpy()),
         "nfe": test_pred.nfe.numpy(),
     }
     if test_pred.reconstructions is not None:
-        arrays["reconstructions"] = test_pred.reconstructions.numpy().astype(np.float16)
+        arrays["reconstructions"] = float16_copy(test_pred.reconstructions.numpy())
     if test_pred.final_masks is not None:
         arrays["final_masks"] = test_pred.final_masks.numpy().astype(bool)
     for r in results:
         arrays[segmentation_array(r.protocol)] = r.segmentation.numpy()
     if predictions.slab is not None:
-        arrays[SLAB_MAPS_ARRAY] = predictions.slab.anomaly_maps.numpy().astype(np.float16)
+        arrays[SLAB_MAPS_ARRAY] = float16_copy(predictions.slab.anomaly_maps.numpy())
     for s in slab_results:
         arrays[slab_segmentation_array(s.protocol)] = s.segmentation.numpy()
     per_subject = per_subject_records(fields, [s.per_subject for s in slab_results])
@@ -593,13 +593,20 @@ def _store_test_set(store: ResultsStore, splits: Splits, modality: str) -> None:
         store.write_arrays(
             array_name,
             {
-                "images": slices.channel(modality).numpy().astype(np.float16),
+                "images": float16_copy(slices.channel(modality).numpy()),
                 "labels": slices.labels.numpy(),
-                "brain": slices.brain.numpy().astype(np.float16),
+                "brain": float16_copy(slices.brain.numpy()),
                 "subjects": np.array(slices.subjects),
                 "slice_index": np.array(slices.slice_index),
             },
         )
+
+
+def float16_copy(values: np.ndarray) -> np.ndarray:
+    """A float16 copy for the stored arrays (figures read them; metrics are computed before, in float32), values
+    beyond float16's range clipped to its largest finite value rather than overflowing to inf."""
+    limit = float(np.finfo(np.float16).max)
+    return np.clip(values, -limit, limit).astype(np.float16)
 
 
 def _now() -> str:

@@ -1,7 +1,8 @@
 """What lower precision does to the metrics: Dice of each bf16 cell beside its fp32 twin.
 
-Rows of the same configuration at two precisions share ``config_hash_fp32`` (the cell's hash at fp32,
-:attr:`benchmark.runner.Cell.config_hash_fp32`). For every such pair at one protocol the table gives both Dice
+Rows of the same configuration at two precisions share the data set, the modality and ``config_hash_fp32`` (the
+cell's hash at fp32, :attr:`benchmark.runner.Cell.config_hash_fp32`, which holds neither the modality nor the seed:
+one configuration's FLAIR and T1 cells share it). For every such pair at one protocol and seed the table gives both Dice
 values, their difference with a paired subject-bootstrap 95 % CI (per-image Dice of the same test slices), and
 the seed-to-seed standard deviation of the fp32 Dice where several seeds ran: the run-to-run noise the
 difference is to be judged against. Generic: no method is named.
@@ -17,6 +18,7 @@ import pandas as pd
 from benchmark.bootstrap import bootstrap_paired_diff_ci
 
 PAIR = "config_hash_fp32"
+SAME_CONFIGURATION = ["dataset", "modality", PAIR]  # what a cell and its twin at another precision share
 FP32 = "fp32"
 COLUMNS = (
     "dataset", "modality", "method", "precision", "seed", "dice_fp32", "dice_other", "dice_delta",
@@ -30,21 +32,21 @@ def precision_pairs(rows: pd.DataFrame, per_image: pd.DataFrame, protocol: str, 
     ``rows`` are result rows (``method_label`` as the report labels them: the fp32 row's label names the
     pair); ``per_image`` the tidy per-image table with ``cell``, ``protocol``, ``subject``, ``slice_index`` and
     ``dice``."""
-    needed = {PAIR, "precision", "protocol", "dice", "cell"}
+    needed = {*SAME_CONFIGURATION, "seed", "precision", "protocol", "dice", "cell"}
     if rows.empty or not needed <= set(rows.columns):
         return pd.DataFrame(columns=list(COLUMNS))
     at = rows[(rows["protocol"] == protocol) & rows[PAIR].notna()]
     fp32 = at[at["precision"] == FP32]
     other = at[at["precision"] != FP32]
-    seed_sd = fp32.groupby(PAIR)["dice"].std()
+    seed_sd = fp32.groupby(SAME_CONFIGURATION)["dice"].std()
     records = []
     for _, low in other.iterrows():
-        twin = fp32[(fp32[PAIR] == low[PAIR]) & (fp32["seed"] == low["seed"])]
-        if twin.empty:
+        same = (fp32[SAME_CONFIGURATION] == low[SAME_CONFIGURATION]).all(axis=1) & (fp32["seed"] == low["seed"])
+        if not same.any():
             continue
-        high = twin.iloc[0]
+        high = fp32[same].iloc[0]
         lo, hi = _paired_ci(per_image, str(high["cell"]), str(low["cell"]), protocol, n_boot, int(low["seed"]))
-        sd = seed_sd.get(low[PAIR], math.nan)
+        sd = seed_sd.get(tuple(low[SAME_CONFIGURATION]), math.nan)
         records.append({
             "dataset": high["dataset"], "modality": high["modality"], "method": high["method_label"],
             "precision": low["precision"], "seed": int(low["seed"]), "dice_fp32": float(high["dice"]),

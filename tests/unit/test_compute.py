@@ -57,6 +57,9 @@ def test_precision_is_part_of_the_cell_identity_and_fp32_keys_are_unchanged() ->
     # fp32 hashes exactly what cells hashed before the option existed (stored results keep their keys)
     assert fp32.config_hash == stable_hash({"pre": "pre1", "data": "data1", "method": fp32.spec.as_dict()})
     assert bf16.config_hash != fp32.config_hash and bf16.key != fp32.key
+    # bf16 cells of revision 1 (trained on stale bf16 weight copies) are not resumed
+    revision_1 = {"pre": "pre1", "data": "data1", "method": bf16.spec.as_dict(), "precision": "bf16"}
+    assert bf16.config_hash != stable_hash(revision_1)
     assert bf16.config_hash_fp32 == fp32.config_hash == fp32.config_hash_fp32
 
 

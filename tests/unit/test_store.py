@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from benchmark.runner import float16_copy
 from benchmark.store import ResultsStore
 
 
@@ -22,6 +23,13 @@ def test_write_then_read_rows_and_arrays(tmp_path) -> None:
     assert np.array_equal(store.arrays("a")["maps"], np.ones((2, 3)))
     # strict JSON on disk (NaN written as null)
     json.loads((tmp_path / "rows" / "a.json").read_text())
+
+
+def test_stored_float16_copies_clip_to_the_largest_finite_value_instead_of_inf() -> None:
+    values = np.array([-1e6, -1.5, 0.0, 2.25, 7e4, np.nan], dtype=np.float32)
+    copy = float16_copy(values)
+    assert copy.dtype == np.float16
+    assert copy[:5].tolist() == [-65504.0, -1.5, 0.0, 2.25, 65504.0] and np.isnan(copy[5])
 
 
 def test_failed_write_leaves_no_rows_and_no_temp_files(tmp_path) -> None:
