@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from reports.precision import FP32
+
 log = logging.getLogger("reports")
 
 
@@ -85,12 +87,15 @@ def wilcoxon_vs_reference(
 ) -> pd.DataFrame:
     """One line per (data set, modality, baseline): the reference method (a ``method_key``) against every
     other configuration (``method_label``) under ``protocol``; empty when the reference has no rows. ``p_holm``
-    is Holm-adjusted over the baselines of one (data set, modality, metric, protocol). A reference key that
-    holds several configurations there is ambiguous: that data set and modality get no tests (and a log
+    is Holm-adjusted over the baselines of one (data set, modality, precision, metric, protocol). Rows of one
+    ``precision`` are tested among themselves (a store with fp32 and bf16 cells gets both sets of tests). A
+    reference key that holds several configurations there is ambiguous: that group gets no tests (and a log
     warning)."""
     ok = rows[(rows["protocol"] == protocol) & (rows["status"] == "ok")]
+    if "precision" not in ok:  # stores written before the option: one precision
+        ok = ok.assign(precision=FP32)
     lines = []
-    for (dataset, modality), group in ok.groupby(["dataset", "modality"], sort=False):
+    for (dataset, modality, _), group in ok.groupby(["dataset", "modality", "precision"], sort=False, dropna=False):
         ref = group[group["method_key"] == reference]
         if ref.empty:
             continue
@@ -118,7 +123,7 @@ def wilcoxon_vs_reference(
     tests = pd.DataFrame(lines)
     if tests.empty:
         return tests
-    family = ["dataset", "modality", "metric", "protocol"]
+    family = ["dataset", "modality", "reference", "metric", "protocol"]  # the reference label names the precision
     return tests.assign(p_holm=tests.groupby(family, sort=False)["p_value"].transform(holm_adjust))
 
 

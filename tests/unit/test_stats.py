@@ -102,3 +102,27 @@ def test_wilcoxon_vs_reference_reads_the_per_image_table() -> None:
     assert tests["p_holm"].tolist() == pytest.approx([2 * p_ae, max(2 * p_ae, p_dae)])
     md = wilcoxon_markdown(tests)
     assert "| p | p (Holm) |" in md and f"| {p_ae:.3g} | {2 * p_ae:.3g} |" in md
+
+
+def test_wilcoxon_vs_reference_tests_each_precision_among_itself() -> None:
+    subjects = ["s1", "s2", "s3", "s4", "s5", "s6"]
+    scores = {
+        ("fp32", "itermask2"): [0.8, 0.6, 0.8, 0.9, 0.7, 0.5],
+        ("fp32", "ae"): [0.2, 0.5, 0.2, 0.4, 0.3, 0.6],
+        ("bf16", "itermask2"): [0.7, 0.6, 0.9, 0.9, 0.6, 0.5],
+        ("bf16", "ae"): [0.3, 0.4, 0.2, 0.5, 0.3, 0.5],
+    }
+    rows, frames = [], []
+    for (precision, key), dice in scores.items():
+        cell, suffix = f"{key}-{precision}", "" if precision == "fp32" else " [bf16]"
+        label = {"itermask2": "IterMask²", "ae": "AE"}[key] + suffix
+        rows.append({"cell": cell, "method_key": key, "method_label": label, "dataset": "toy", "modality": "flair",
+                     "protocol": "oracle_global", "status": "ok", "seed": 0, "precision": precision})  # fmt: skip
+        frames.append(_per_image(cell, subjects, dice))
+    tests = wilcoxon_vs_reference(pd.concat(frames), pd.DataFrame(rows), "oracle_global", "itermask2")
+    pairs = list(zip(tests["reference"], tests["baseline"]))
+    assert pairs == [("IterMask²", "AE"), ("IterMask² [bf16]", "AE [bf16]")]
+    for precision, line in zip(("fp32", "bf16"), tests.itertuples()):
+        a, b = np.array(scores[(precision, "itermask2")]), np.array(scores[(precision, "ae")])
+        assert line.p_value == pytest.approx(wilcoxon(a, b).pvalue)
+        assert line.p_holm == pytest.approx(line.p_value)  # each precision is its own family of one baseline
