@@ -43,8 +43,8 @@ class ComputeOptions:
 
 LOW_PRECISION_REVISION = 2
 """Revision of the low-precision training path, part of every non-fp32 cell's and checkpoint's identity. Revision 1
-(up to commit ad586bb) fitted under one autocast region whose bf16 weight copies were cast once and never refreshed
-(``methods.training``), so its bf16 networks did not learn: its cells and checkpoints must not be resumed."""
+(up to commit ad586bb) fitted under an autocast region that cached its bf16 weight copies (:func:`autocast`), so its
+bf16 networks did not learn: its cells and checkpoints must not be resumed."""
 
 
 def precision_identity(precision: str) -> dict[str, str | int]:
@@ -56,12 +56,19 @@ def precision_identity(precision: str) -> dict[str, str | int]:
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
-    """bf16 autocast on ``device``'s type (CPU and CUDA both support it), or nothing for fp32."""
+    """bf16 autocast on ``device``'s type (CPU and CUDA both support it), or nothing for fp32.
+
+    Without its weight cache: torch's cache casts each fp32 weight once per region and reuses that copy until the
+    region exits, and the runner fits a whole cell in one region, so every forward would see the first step's
+    weights (measured on the default run: bf16 losses stayed at their initial level, 14.2 against 0.022 in fp32).
+    Uncached, each forward casts the weights it reads, whichever loop (the shared one or a method's own) updates
+    them in between.
+    """
     if precision == DEFAULT_PRECISION:
         return nullcontext()
     if precision != "bf16":
         raise ValueError(f"precision={precision!r}; expected one of {', '.join(PRECISIONS)}")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
 
 
 def apply_compute(method: AnomalyMethod, options: ComputeOptions) -> None:

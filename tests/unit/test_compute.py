@@ -11,8 +11,10 @@ from benchmark.compute import ComputeOptions, apply_compute, autocast
 from benchmark.config import ConfigError, MethodSpec, compute_options
 from benchmark.provenance import stable_hash
 from benchmark.runner import Cell
+from datasets.slices import SliceSet
 from methods import MethodContext, create_method
 from methods.base import TrainBudget
+from methods.training import train_networks
 from tests.toy_data import toy_slices
 
 DEVICES = [
@@ -75,6 +77,54 @@ def test_autocast_runs_the_networks_in_bf16_on_the_device(device: str) -> None:
         assert not torch.is_autocast_enabled(dev.type) and linear(x).dtype == torch.float32
     with pytest.raises(ValueError, match="precision='fp16'; expected one of fp32, bf16"):
         autocast("fp16", dev)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_weight_changed_inside_one_bf16_region_is_seen_by_the_next_forward(device: str) -> None:
+    dev = torch.device(device)
+    linear = torch.nn.Linear(4, 3).to(dev)
+    x = torch.randn(2, 4, device=dev)
+    with autocast("bf16", dev):
+        before = linear(x).float()
+        with torch.no_grad():
+            linear.weight.add_(1.0)  # what an optimiser step does, in place
+        after = linear(x).float()
+    expected = before + x.sum(dim=1, keepdim=True)  # each output gains the sum of the inputs
+    assert torch.allclose(after, expected, atol=0.05, rtol=0.02)
+
+
+def _fit_reconstruction(precision: str, steps: int) -> tuple[float, float]:
+    """(loss before training, loss after ``steps``) of a small conv net reconstructing toy slices through the
+    shared training loop, the whole fit in one :func:`autocast` region as the runner does."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 16, 3, padding=1),
+        torch.nn.BatchNorm2d(16),
+        torch.nn.SiLU(),
+        torch.nn.Conv2d(16, 1, 3, padding=1),
+    )
+
+    def loss(batch: SliceSet, _: torch.Generator) -> torch.Tensor:
+        x = batch.images[:, :1]
+        return (net(x).float() - x).abs().mean()
+
+    train, val = toy_slices(16, size=16), toy_slices(4, size=16, seed=3)
+    with torch.no_grad():
+        before = loss(train, torch.Generator()).item()
+    budget = TrainBudget(steps=steps, batch_size=8, lr=3e-3, val_every=steps)
+    optimizer = torch.optim.Adam(net.parameters(), lr=budget.lr)
+    with autocast(precision, torch.device("cpu")):
+        log = train_networks([net], loss, train, val, budget, optimizer, seed=0, progress=False)
+    return before, log.final_train_loss
+
+
+def test_a_fit_inside_one_bf16_region_learns_as_fp32_does() -> None:
+    start, fp32 = _fit_reconstruction("fp32", steps=60)
+    start_bf16, bf16 = _fit_reconstruction("bf16", steps=60)
+    assert start_bf16 == pytest.approx(start, rel=0.05)  # same initial net, bf16 rounding apart
+    assert fp32 < 0.3 * start  # the task is learnable in 60 steps
+    # cached bf16 weights (every forward at the initial weights) would leave the loss near ``start``
+    assert bf16 < 0.3 * start and bf16 == pytest.approx(fp32, rel=0.5)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -31,13 +31,10 @@ def test_each_bf16_cell_is_compared_with_the_fp32_cell_of_its_own_modality() -> 
     rows, images = _rows_and_images()
     pairs = precision_pairs(rows, images, "oracle_global", n_boot=200).set_index("modality")
     assert sorted(pairs.index) == ["flair", "t1"]
-    assert pairs.loc["flair", "dice_fp32"] == pytest.approx(0.5) and pairs.loc["t1", "dice_fp32"] == pytest.approx(0.2)
-    assert pairs.loc["flair", "dice_delta"] == pytest.approx(0.0) and pairs.loc["t1", "dice_delta"] == pytest.approx(
-        0.0
-    )
+    flair, t1 = pairs.loc["flair"], pairs.loc["t1"]
+    assert flair["dice_fp32"] == pytest.approx(0.5) and t1["dice_fp32"] == pytest.approx(0.2)
+    assert flair["dice_delta"] == pytest.approx(0.0) and t1["dice_delta"] == pytest.approx(0.0)
     # per-subject differences: FLAIR -0.1 / +0.1, T1 -0.1 / +0.1: the paired CI spans both, never a cross-modality gap
-    for modality in ("flair", "t1"):
-        assert pairs.loc[modality, "delta_lo"] == pytest.approx(-0.1) and pairs.loc[
-            modality, "delta_hi"
-        ] == pytest.approx(0.1)
-    assert math.isnan(pairs.loc["t1", "fp32_seed_sd"])  # one seed: no seed-to-seed SD (not the FLAIR-T1 spread)
+    for pair in (flair, t1):
+        assert pair["delta_lo"] == pytest.approx(-0.1) and pair["delta_hi"] == pytest.approx(0.1)
+    assert math.isnan(t1["fp32_seed_sd"])  # one seed: no seed-to-seed SD (not the FLAIR-T1 spread)
