@@ -65,11 +65,14 @@ def test_precision_is_part_of_the_cell_identity_and_fp32_keys_are_unchanged() ->
     assert bf16.config_hash_fp32 == fp32.config_hash == fp32.config_hash_fp32
 
 
+def _linear_and_input(device: str) -> tuple[torch.device, torch.nn.Linear, torch.Tensor]:
+    dev = torch.device(device)
+    return dev, torch.nn.Linear(4, 3).to(dev), torch.randn(2, 4, device=dev)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_autocast_runs_the_networks_in_bf16_on_the_device(device: str) -> None:
-    dev = torch.device(device)
-    linear = torch.nn.Linear(4, 3).to(dev)
-    x = torch.randn(2, 4, device=dev)
+    dev, linear, x = _linear_and_input(device)
     with autocast("bf16", dev):
         assert torch.is_autocast_enabled(dev.type) and torch.get_autocast_dtype(dev.type) == torch.bfloat16
         assert linear(x).dtype == torch.bfloat16
@@ -81,9 +84,7 @@ def test_autocast_runs_the_networks_in_bf16_on_the_device(device: str) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_weight_changed_inside_one_bf16_region_is_seen_by_the_next_forward(device: str) -> None:
-    dev = torch.device(device)
-    linear = torch.nn.Linear(4, 3).to(dev)
-    x = torch.randn(2, 4, device=dev)
+    dev, linear, x = _linear_and_input(device)
     with autocast("bf16", dev):
         before = linear(x).float()
         with torch.no_grad():
