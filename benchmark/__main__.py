@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
 from benchmark.cli import one_line_errors
 from benchmark.config_path import CONFIG_DIR
+from benchmark.heap import keep_freed_memory
 
 log = logging.getLogger("benchmark")
 
@@ -26,6 +27,7 @@ log = logging.getLogger("benchmark")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Run the configured experiment (resuming finished cells), then regenerate its report."""
+    keep_freed_memory()  # training steps reuse their freed activations without page faults (benchmark.heap)
     with one_line_errors():
         run(cfg)
 

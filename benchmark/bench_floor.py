@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import benchmark.hydra_resolvers  # noqa: F401  (registers the resolvers configs/config.yaml uses)
 from benchmark.config import MethodSpec, method_specs, resolve_device
 from benchmark.config_path import CONFIG_DIR
+from benchmark.heap import keep_freed_memory
 from benchmark.provenance import device_name, git_commit, seed_everything
 from benchmark.runner import prepare_data
 from benchmark.timing import TimingOptions, time_train_step
@@ -281,6 +282,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure, write ``--out`` and return the results."""
     args = parse_args(argv)
+    keep_freed_memory()  # the heap setting of a benchmark run (benchmark.heap), so the steps time what a run does
     if args.threads:
         torch.set_num_threads(args.threads)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

@@ -30,6 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from benchmark.heap import keep_freed_memory
 from datasets.loader import usable_cpus
 
 log = logging.getLogger("benchmark")
@@ -146,9 +147,10 @@ _WORKER: dict[str, Any] = {}  # per worker process: the run setup and cell optio
 
 
 def _init_worker(resolved_cfg: str, threads: int, queue: Any, runner: CellRunner, data_seconds: float) -> None:
-    """Worker start: Ctrl-C is the parent's to handle, torch threads set, logs to the parent, data loaded."""
+    """Worker start: Ctrl-C is the parent's to handle, torch threads and heap set, logs to the parent, data loaded."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as in the parent (benchmark.heap): a spawned worker starts with glibc's defaults
     root = logging.getLogger()
     root.handlers[:] = [logging.handlers.QueueHandler(queue)]
     root.setLevel(logging.INFO)

@@ -10,7 +10,7 @@ import importlib.util
 import json
 import logging
 import shutil
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,7 +112,7 @@ def write_report(
             + _links("per_image", ("parquet", "csv")),
             "",
         ]
-    lines += _time_section(rows, out_dir)
+    lines += _time_section(rows, out_dir, settings.method_order)
     lines += _cost_section(timing, out_dir)
     lines += _diagnostic_section(all_rows, store, out_dir)
     lines += _method_notes(all_rows)
@@ -333,9 +333,9 @@ def _sweep_section(rows: pd.DataFrame, settings: ReportSettings, out_dir: Path) 
     return lines + _figure_lines(f"Sensitivity to {label}", paths, out_dir)
 
 
-def _time_section(rows: pd.DataFrame, out_dir: Path) -> list[str]:
+def _time_section(rows: pd.DataFrame, out_dir: Path, method_order: Sequence[str]) -> list[str]:
     """Seconds per stage of every cell (reports/time_breakdown.py) and the run's data preparation."""
-    table = time_breakdown.time_breakdown(rows)
+    table = time_breakdown.time_breakdown(rows, method_order)
     if table.empty:
         return []
     table.to_csv(out_dir / "time_breakdown.csv", index=False, float_format="%.2f")

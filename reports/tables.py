@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from reports.labels import DEFAULT_PRECISION, PRECISION
+
 #: Column label of every row field a table can show (higher is better unless in :data:`LOWER_IS_BETTER`).
 METRIC_LABELS: dict[str, str] = {
     "dice": "DSC",
@@ -307,12 +309,19 @@ def _degenerate_note(rows: pd.DataFrame) -> str:
 
 
 def order_methods(rows: pd.DataFrame, method_order: Sequence[str] | None) -> pd.DataFrame:
-    """``rows`` stably sorted by the position of their ``method_key`` in ``method_order`` (others last)."""
-    if not method_order or "method_key" not in rows:
+    """``rows`` stably sorted by the position of their ``method_key`` in ``method_order`` (others last, in order of
+    appearance), and within a method fp32 rows before those of another precision (``AE`` before ``AE [bf16]``,
+    whichever cell ran first)."""
+    keys: dict[str, pd.Series] = {}
+    if "method_key" in rows:
+        listed = list(method_order or ())
+        order = listed + [k for k in dict.fromkeys(rows["method_key"]) if k not in listed]
+        keys["_rank"] = rows["method_key"].map({key: i for i, key in enumerate(order)})
+    if PRECISION in rows:
+        keys["_low_precision"] = rows[PRECISION].notna() & (rows[PRECISION].astype(str) != DEFAULT_PRECISION)
+    if not keys:
         return rows
-    rank = {key: i for i, key in enumerate(method_order)}
-    position = rows["method_key"].map(lambda k: rank.get(k, len(rank)))
-    return rows.assign(_rank=position).sort_values("_rank", kind="stable").drop(columns="_rank")
+    return rows.assign(**keys).sort_values(list(keys), kind="stable").drop(columns=list(keys))
 
 
 def _groups(rows: pd.DataFrame, datasets: list[str], modalities: Sequence[str]) -> list[tuple[str, str]]:

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pandas as pd
 
 from benchmark.stage_times import PREFIX, SUFFIX, stage_column
+from reports.tables import order_methods
 
 #: Stages in the order a cell runs them; stages found in the rows but not listed follow in their own order.
 STAGE_ORDER: tuple[str, ...] = (
@@ -22,9 +25,10 @@ def stage_names(rows: pd.DataFrame) -> list[str]:
     return [s for s in STAGE_ORDER if s in stages] + [s for s in stages if s not in STAGE_ORDER]
 
 
-def time_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
+def time_breakdown(rows: pd.DataFrame, method_order: Sequence[str] = ()) -> pd.DataFrame:
     """One line per (data set, modality, method): seconds per stage and their total (mean over seeds), then a
-    total line. Empty when no row has stage times (results written before they were recorded)."""
+    total line; data sets and modalities in order of appearance, methods in ``method_order`` (fp32 before other
+    precisions). Empty when no row has stage times (results written before they were recorded)."""
     stages = stage_names(rows)
     if not stages:
         return pd.DataFrame()
@@ -33,11 +37,19 @@ def time_breakdown(rows: pd.DataFrame) -> pd.DataFrame:
     cells = cells.dropna(subset=columns, how="all")
     if cells.empty:
         return pd.DataFrame()
+    cells = order_methods(cells, method_order)
+    for column in ("modality", "dataset"):  # stable: data set, then modality, then the method order
+        cells = cells.sort_values(column, key=_appearance_rank, kind="stable")
     table = cells.groupby(["dataset", "modality", "method_label"], sort=False)[columns].mean().reset_index()
     table.columns = ["data set", "modality", "method", *stages]
     table["total"] = table[stages].sum(axis=1)
     total = {"data set": "all", "modality": "", "method": "total", **table[[*stages, "total"]].sum().to_dict()}
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def _appearance_rank(values: pd.Series) -> pd.Series:
+    """Each value's position among the distinct values in order of first appearance (a sort key)."""
+    return values.map({v: i for i, v in enumerate(dict.fromkeys(values))})
 
 
 def data_seconds(rows: pd.DataFrame) -> float:

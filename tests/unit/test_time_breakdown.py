@@ -70,3 +70,23 @@ def test_parallelism_says_how_the_cells_ran() -> None:
         "totals exceed the run's wall time."
     )
     assert parallelism(pd.DataFrame([_row("a0", "AE", 0, 1.0, 1.0)])) == ""  # rows from before the fields
+
+
+def test_time_breakdown_orders_modalities_then_methods_fp32_first() -> None:
+    def cell(name: str, modality: str, key: str, precision: str) -> dict:
+        label = key.upper() + ("" if precision == "fp32" else f" [{precision}]")  # as precision_labels writes it
+        return _row(name, label, 0, 1.0, 1.0, modality=modality, method_key=key, precision=precision)
+
+    rows = pd.DataFrame(  # store order: by cell key, bf16 before fp32 for 'dae', 't1' interleaved
+        [
+            cell("1", "flair", "dae", "bf16"),
+            cell("2", "flair", "ae", "fp32"),
+            cell("3", "t1", "ae", "fp32"),
+            cell("4", "flair", "dae", "fp32"),
+            cell("5", "flair", "ae", "bf16"),
+        ]
+    )
+    table = time_breakdown(rows, method_order=("ae", "dae"))
+    listed = list(zip(table["modality"], table["method"], strict=True))
+    expected = [("flair", "AE"), ("flair", "AE [bf16]"), ("flair", "DAE"), ("flair", "DAE [bf16]"), ("t1", "AE")]
+    assert listed == [*expected, ("", "total")]
