@@ -20,13 +20,18 @@ PRECISION = "precision"
 DEFAULT_PRECISION = "fp32"
 
 
+def is_low_precision(rows: pd.DataFrame) -> pd.Series:
+    """Per row: whether its precision is set and not fp32 (all False for rows from before the option)."""
+    if PRECISION not in rows:
+        return pd.Series(False, index=rows.index)
+    return rows[PRECISION].notna() & (rows[PRECISION].astype(str) != DEFAULT_PRECISION)
+
+
 def precision_labels(rows: pd.DataFrame) -> pd.Series:
     """``method_label``, followed by `` [<precision>]`` where a row's precision is set and not fp32."""
     labels = rows[LABEL].astype(str)
-    if PRECISION not in rows:
-        return labels
-    other = rows[PRECISION].notna() & (rows[PRECISION].astype(str) != DEFAULT_PRECISION)
-    return labels.where(~other, labels + " [" + rows[PRECISION].astype(str) + "]")
+    other = is_low_precision(rows)
+    return labels.where(~other, labels + " [" + rows[PRECISION].astype(str) + "]") if other.any() else labels
 
 
 def configuration_labels(rows: pd.DataFrame) -> pd.Series:

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark.bootstrap import bootstrap_paired_diff_ci
+from reports.labels import DEFAULT_PRECISION
 
 PAIR = "config_hash_fp32"
 SAME_CONFIGURATION = ["dataset", "modality", PAIR]  # what a cell and its twin at another precision share
-FP32 = "fp32"
 COLUMNS = (
     "dataset", "modality", "method", "precision", "seed", "dice_fp32", "dice_other", "dice_delta",
     "delta_lo", "delta_hi", "fp32_seed_sd",
@@ -36,8 +36,8 @@ def precision_pairs(rows: pd.DataFrame, per_image: pd.DataFrame, protocol: str, 
     if rows.empty or not needed <= set(rows.columns):
         return pd.DataFrame(columns=list(COLUMNS))
     at = rows[(rows["protocol"] == protocol) & rows[PAIR].notna()]
-    fp32 = at[at["precision"] == FP32]
-    other = at[at["precision"] != FP32]
+    fp32 = at[at["precision"] == DEFAULT_PRECISION]
+    other = at[at["precision"] != DEFAULT_PRECISION]
     seed_sd = fp32.groupby(SAME_CONFIGURATION)["dice"].std()
     records = []
     for _, low in other.iterrows():

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from reports.precision import FP32
+from reports.labels import DEFAULT_PRECISION
 
 log = logging.getLogger("reports")
 
@@ -93,7 +93,7 @@ def wilcoxon_vs_reference(
     warning)."""
     ok = rows[(rows["protocol"] == protocol) & (rows["status"] == "ok")]
     if "precision" not in ok:  # stores written before the option: one precision
-        ok = ok.assign(precision=FP32)
+        ok = ok.assign(precision=DEFAULT_PRECISION)
     lines = []
     for (dataset, modality, _), group in ok.groupby(["dataset", "modality", "precision"], sort=False, dropna=False):
         ref = group[group["method_key"] == reference]

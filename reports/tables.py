@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.labels import DEFAULT_PRECISION, PRECISION
+from reports.labels import PRECISION, is_low_precision
 
 #: Column label of every row field a table can show (higher is better unless in :data:`LOWER_IS_BETTER`).
 METRIC_LABELS: dict[str, str] = {
@@ -318,7 +318,7 @@ def order_methods(rows: pd.DataFrame, method_order: Sequence[str] | None) -> pd.
         order = listed + [k for k in dict.fromkeys(rows["method_key"]) if k not in listed]
         keys["_rank"] = rows["method_key"].map({key: i for i, key in enumerate(order)})
     if PRECISION in rows:
-        keys["_low_precision"] = rows[PRECISION].notna() & (rows[PRECISION].astype(str) != DEFAULT_PRECISION)
+        keys["_low_precision"] = is_low_precision(rows)
     if not keys:
         return rows
     return rows.assign(**keys).sort_values(list(keys), kind="stable").drop(columns=list(keys))
